@@ -1,0 +1,227 @@
+"""The emulated chip as a JAX pytree, and ``fabricate``: one draw of a circuit's chip.
+
+A chip is a set of crossbars (differential device pairs, ``W = (G+ - G-) / g_unit``), per-
+neuron gain/offset mismatch, and per-line read-direction gain mismatch of the periphery.
+Everything random (initial weights, device-to-device spread, stuck faults, neuron and
+periphery mismatch) is drawn here, once, from ``seed``: same seed, bitwise same chip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..physics._device_array import DeviceArray, draw_devices, program_conductance
+from ..spec._circuit import CircuitSpec, InitSpec, MappingSpec
+from ..spec._device import DeviceCard
+
+__all__ = ["Chip", "ChipConfig", "Crossbar", "fabricate", "initial_weights"]
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """Static description of a chip (hashable: part of the compiled program's identity).
+
+    Sizes are neuron counts; ``rate`` is ``dt / tau`` (1 for discrete dynamics).
+    """
+
+    name: str
+    layers: tuple[int, ...]
+    classes: int
+    loss: str
+    activation: str
+    activation_params: tuple[tuple[str, float], ...]
+    noise_std: float
+    read_noise_std: float
+    rate: float
+    free_steps: int
+    nudge_steps: int
+    dac_bits: int | None
+    input_range: tuple[float, float]
+    adc_bits: int | None
+    activity_range: tuple[float, float]
+    crossbar_names: tuple[str, ...]
+
+    @classmethod
+    def from_spec(cls, spec: CircuitSpec) -> ChipConfig:
+        act = spec.neuron.activation
+        params = tuple(
+            (k, float(getattr(act, k))) for k in ("a", "b") if getattr(act, k) is not None
+        )
+        free, nudge = spec.dynamics.steps
+        p = spec.periphery
+        return cls(
+            name=spec.name,
+            layers=tuple(spec.layers),
+            classes=spec.readout.classes,
+            loss=spec.readout.loss,
+            activation=act.name,
+            activation_params=params,
+            noise_std=float(spec.neuron.noise_std),
+            read_noise_std=float(p.read_noise_std),
+            rate=float(spec.dynamics.rate),
+            free_steps=free,
+            nudge_steps=nudge,
+            dac_bits=p.dac_bits,
+            input_range=tuple(map(float, p.input_range)),  # type: ignore[arg-type]
+            adc_bits=p.adc_bits,
+            activity_range=tuple(map(float, p.activity_range)),  # type: ignore[arg-type]
+            crossbar_names=spec.crossbar_names,
+        )
+
+    def crossbar_shape(self, name: str) -> tuple[int, int]:
+        """``(n_out, n_in)`` of a crossbar (without its bias column)."""
+        if name == "readout":
+            return self.classes, self.layers[-1]
+        i = int(name[1:])
+        return self.layers[i + 1], self.layers[i]
+
+
+class Crossbar(eqx.Module):
+    """One crossbar of differential device pairs, bias as an extra column driven at 1.
+
+    **Fields:**
+
+    - ``g_plus_S``, ``g_minus_S``: ``Float[Array, "n_out n_in+1"]`` conductances (S); the
+      last column is the bias row driven at a constant 1 (all ones if ``has_bias``).
+    - ``devices``: :class:`DeviceArray` with shape ``(2, n_out, n_in+1)`` (``G+``, ``G-``).
+    - ``forward_gain``: ``(n_out,)`` gain of each output line when read forward (``W s``).
+    - ``transpose_gain``: ``(n_in,)`` gain of each input line when read transposed (``W^T s``).
+    - ``g_unit_S``: siemens per weight unit (static); ``has_bias`` (static);
+      ``read_noise_rel``: per-read relative conductance noise of the devices (static).
+    """
+
+    g_plus_S: Float[Array, "n_out n_in1"]
+    g_minus_S: Float[Array, "n_out n_in1"]
+    devices: DeviceArray
+    forward_gain: Float[Array, " n_out"]
+    transpose_gain: Float[Array, " n_in"]
+    g_unit_S: float = eqx.field(static=True)
+    has_bias: bool = eqx.field(static=True)
+    read_noise_rel: float = eqx.field(static=True)
+
+    def weights(self) -> tuple[Float[Array, "n_out n_in"], Float[Array, " n_out"]]:
+        """Effective weights ``(W, b) = (G+ - G-) / g_unit`` (dimensionless)."""
+        w = (self.g_plus_S - self.g_minus_S) / self.g_unit_S
+        b = w[:, -1] if self.has_bias else jnp.zeros(w.shape[0], w.dtype)
+        return w[:, :-1], b
+
+
+class Chip(eqx.Module):
+    """A fabricated chip: crossbars by name, neuron mismatch per neuron layer, config.
+
+    ``neuron_gain[l]``, ``neuron_offset[l]``: ``(layers[l+1],)`` for neuron layer ``l+1``
+    (``s = sigma(gain * u + offset)``).
+    """
+
+    crossbars: dict[str, Crossbar]
+    neuron_gain: tuple[Float[Array, " n"], ...]
+    neuron_offset: tuple[Float[Array, " n"], ...]
+    config: ChipConfig = eqx.field(static=True)
+
+    def weights(self) -> dict[str, tuple[Array, Array]]:
+        """Effective ``{name: (W, b)}`` of every crossbar."""
+        return {name: xb.weights() for name, xb in self.crossbars.items()}
+
+
+def initial_weights(
+    init: InitSpec, shape: tuple[int, int], *, key: PRNGKeyArray
+) -> tuple[Float[Array, "n_out n_in"], Float[Array, " n_out"]]:
+    """Draw initial ``(W, b)`` of a crossbar of ``shape = (n_out, n_in)`` from ``init``."""
+    n_out, n_in = shape
+    kw, kb = jr.split(key)
+    if init.scheme in ("normal", "fan_in_normal"):
+        std = init.std if init.scheme == "normal" else init.gain / np.sqrt(n_in)
+        w = std * jr.normal(kw, shape)
+        b = std * jr.normal(kb, (n_out,))
+    else:
+        bound = init.bound if init.scheme == "uniform" else init.gain / np.sqrt(n_in)
+        w = jr.uniform(kw, shape, minval=-bound, maxval=bound)
+        b = jr.uniform(kb, (n_out,), minval=-bound, maxval=bound)
+    if init.bias == "zero":
+        b = jnp.zeros_like(b)
+    return w.astype(jnp.float32), b.astype(jnp.float32)
+
+
+def _target_pair_S(
+    w: Float[Array, "n_out n_in1"], mapping: MappingSpec, card: DeviceCard
+) -> tuple[Array, Array, float, int]:
+    """Target ``(G+, G-)`` for weights ``w``, ``g_unit_S`` and how many weights were clipped."""
+    g_min_S, g_max_S = card.conductance.g_min_S, card.conductance.g_max_S
+    g_unit_S = (g_max_S - g_min_S) / mapping.w_max
+    n_clipped = int(jnp.sum(jnp.abs(w) > mapping.w_max))
+    w = jnp.clip(w, -mapping.w_max, mapping.w_max)
+    if mapping.scheme == "one_sided":
+        g_plus = g_min_S + jnp.maximum(w, 0.0) * g_unit_S
+        g_minus = g_min_S + jnp.maximum(-w, 0.0) * g_unit_S
+    else:
+        mid = 0.5 * (g_min_S + g_max_S)
+        g_plus = mid + 0.5 * w * g_unit_S
+        g_minus = mid - 0.5 * w * g_unit_S
+    return g_plus, g_minus, g_unit_S, n_clipped
+
+
+def _mismatch(key: PRNGKeyArray, n: int, rel: float) -> Float[Array, " n"]:
+    return (1.0 + rel * jr.normal(key, (n,))).astype(jnp.float32) if rel > 0 else jnp.ones(n)
+
+
+def fabricate(
+    spec: CircuitSpec, devices: dict[str, DeviceCard], seed: int
+) -> tuple[Chip, dict[str, int]]:
+    """Sample one chip of a circuit.
+
+    **Arguments:**
+
+    - ``spec``: the validated circuit.
+    - ``devices``: the device card of every crossbar, by crossbar name.
+    - ``seed``: the only source of randomness (a non-negative integer).
+
+    **Returns:** ``(chip, clipped)`` where ``clipped[name]`` counts initial weights beyond the
+    mapping's ``w_max`` that were clipped at programming.
+    """
+    config = ChipConfig.from_spec(spec)
+    root = jr.PRNGKey(seed)
+    crossbars: dict[str, Crossbar] = {}
+    clipped: dict[str, int] = {}
+    per = spec.periphery
+    for i, name in enumerate(config.crossbar_names):
+        xspec = spec.crossbar(name)
+        assert xspec.init is not None and xspec.mapping is not None and xspec.bias is not None
+        card = devices[name]
+        k_init, k_dev, k_prog, k_fwd, k_bwd = jr.split(jr.fold_in(root, 1000 + i), 5)
+        shape = config.crossbar_shape(name)
+        w, b = initial_weights(xspec.init, shape, key=k_init)
+        if not xspec.bias:
+            b = jnp.zeros_like(b)
+        wb = jnp.concatenate([w, b[:, None]], axis=1)
+        g_plus_t, g_minus_t, g_unit_S, clipped[name] = _target_pair_S(wb, xspec.mapping, card)
+        dev = draw_devices(card, (2, *wb.shape), key=k_dev)
+        g_pair = program_conductance(card, dev, jnp.stack([g_plus_t, g_minus_t]), key=k_prog)
+        crossbars[name] = Crossbar(
+            g_plus_S=g_pair[0],
+            g_minus_S=g_pair[1],
+            devices=dev,
+            forward_gain=_mismatch(k_fwd, shape[0], per.forward_gain_mismatch_rel),
+            transpose_gain=_mismatch(k_bwd, shape[1], per.transpose_gain_mismatch_rel),
+            g_unit_S=float(g_unit_S),
+            has_bias=bool(xspec.bias),
+            read_noise_rel=float(card.read_noise_rel),
+        )
+    gains, offsets = [], []
+    for l, n in enumerate(config.layers[1:]):
+        k_gain, k_off = jr.split(jr.fold_in(root, 2000 + l))
+        gains.append(_mismatch(k_gain, n, spec.neuron.gain_mismatch_rel))
+        off = spec.neuron.offset_mismatch * jr.normal(k_off, (n,))
+        offsets.append(off.astype(jnp.float32))
+    chip = Chip(
+        crossbars=crossbars,
+        neuron_gain=tuple(gains),
+        neuron_offset=tuple(offsets),
+        config=config,
+    )
+    return chip, clipped

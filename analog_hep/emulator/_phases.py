@@ -1,0 +1,157 @@
+"""Free phase and nudge schedules on the emulated chip, batched in one compiled call.
+
+A nudge schedule is a tuple of ``K`` complex ``beta`` values. With ``start="free"`` every
+point settles from the free state and all ``K x B`` rows run as one batch (the crossbar
+products become matrix products); with ``start="previous"`` the points settle one after the
+other, each from the previous point (adiabatic walk around the circle). On a noiseless chip,
+points that are complex conjugates of one another have conjugate fixed points, so only one
+of each pair is settled (about N/2 + 1 solves for hEP).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Inexact, PRNGKeyArray
+
+from ._chip import Chip
+from ._settle import SettleOut, _noisy, quantise, settle
+
+__all__ = ["Points", "dac", "free_phase", "measure", "nudge_phases"]
+
+
+class Points(NamedTuple):
+    """Settled states of ``K`` nudge points for a batch of ``B`` samples.
+
+    ``betas: (K,)`` complex; ``states``: ``(s_0, ..., s_L)`` each ``(K, B, n_l)``;
+    ``logits``: ``(K, B, classes)`` or ``None``; ``residual``: ``(K, B)``.
+    """
+
+    betas: Inexact[Array, " k"]
+    states: tuple[Inexact[Array, "k b n"], ...]
+    logits: Inexact[Array, "k b c"] | None
+    residual: Float[Array, "k b"]
+
+
+def dac(chip: Chip, x: Float[Array, "b n0"]) -> Float[Array, "b n0"]:
+    """Inputs as the input DAC drives them (quantised to ``dac_bits`` over ``input_range``)."""
+    cfg = chip.config
+    return quantise(jnp.asarray(x, jnp.float32), cfg.dac_bits, *cfg.input_range)
+
+
+def measure(chip: Chip, out: SettleOut) -> SettleOut:
+    """What the activity ADC reads out of a settled state (``adc_bits`` over ``activity_range``)."""
+    cfg = chip.config
+    if cfg.adc_bits is None:
+        return out
+    states = (
+        out.states[0],
+        *(quantise(s, cfg.adc_bits, *cfg.activity_range) for s in out.states[1:]),
+    )
+    return out._replace(states=states)
+
+
+@eqx.filter_jit
+def free_phase(
+    chip: Chip, x: Float[Array, "b n0"], *, steps: int, key: PRNGKeyArray | None
+) -> SettleOut:
+    """Settle from rest (all neurons at 0) with ``beta = 0``; ``x`` already through the DAC."""
+    b = x.shape[0]
+    init = tuple(jnp.zeros((b, n), jnp.float32) for n in chip.config.layers[1:])
+    y = jnp.zeros((b, chip.config.classes), jnp.float32)
+    return settle(chip, x, y, jnp.zeros(b, jnp.float32), init, steps=steps, key=key)
+
+
+def _unique_conjugates(
+    betas: tuple[complex, ...],
+) -> tuple[tuple[int, ...], tuple[tuple[int, bool], ...]]:
+    """Representatives to settle and, for each point, ``(representative index, conjugate?)``."""
+    reps: list[int] = []
+    where: list[tuple[int, bool]] = []
+    for k, b in enumerate(betas):
+        for j, r in enumerate(reps):
+            if betas[r] == b:
+                where.append((j, False))
+                break
+            if betas[r] == complex(b).conjugate():
+                where.append((j, True))
+                break
+        else:
+            reps.append(k)
+            where.append((len(reps) - 1, False))
+    return tuple(reps), tuple(where)
+
+
+def _tile(a: Array, k: int) -> Array:
+    return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
+
+
+@eqx.filter_jit
+def nudge_phases(
+    chip: Chip,
+    free: SettleOut,
+    y: Float[Array, "b c"],
+    betas: tuple[complex, ...],
+    *,
+    steps: int,
+    start: Literal["free", "previous"],
+    key: PRNGKeyArray | None,
+) -> Points:
+    """Settle the chip at every ``beta`` of the schedule.
+
+    **Arguments:**
+
+    - ``free``: the free phase's :class:`SettleOut` (``B`` rows), the starting state.
+    - ``y``: ``(B, classes)`` one-hot targets.
+    - ``betas``: the schedule, a static tuple of Python complex numbers.
+    - ``steps``: settle steps per point. ``start``: ``"free"`` or ``"previous"``.
+    - ``key``: PRNG key (``None`` only for a noiseless chip).
+
+    **Returns:** :class:`Points` with ``K = len(betas)``.
+    """
+    k_pts = len(betas)
+    b = y.shape[0]
+    x = free.states[0]
+    s_free = free.states[1:]
+    cplx = any(complex(bt).imag != 0 for bt in betas)
+    dtype = jnp.complex64 if cplx else jnp.float32
+    beta_arr = jnp.asarray(betas, dtype)
+    if start == "previous":
+
+        def one(
+            s: tuple[Array, ...], kb: tuple[Array, Array]
+        ) -> tuple[tuple[Array, ...], SettleOut]:
+            kk, bt = kb
+            out = settle(
+                chip, x, y, jnp.full(b, bt), s, steps=steps, key=None if key is None else kk
+            )
+            return out.states[1:], out
+
+        keys = jr.split(key if key is not None else jr.PRNGKey(0), k_pts)
+        init = tuple(s.astype(dtype) for s in s_free)
+        _, outs = jax.lax.scan(one, init, (keys, beta_arr))
+        states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
+        return Points(beta_arr, states, outs.logits, outs.residual)
+
+    if _noisy(chip.config, chip):
+        reps, where = tuple(range(k_pts)), tuple((k, False) for k in range(k_pts))
+    else:
+        reps, where = _unique_conjugates(tuple(complex(bt) for bt in betas))
+    r = len(reps)
+    rows_beta = jnp.repeat(jnp.asarray([betas[i] for i in reps], dtype), b)
+    init = tuple(_tile(s, r).astype(dtype) for s in s_free)
+    out = settle(chip, _tile(x, r), _tile(y, r), rows_beta, init, steps=steps, key=key)
+
+    def expand(a: Array | None) -> Array | None:
+        if a is None:
+            return None
+        a = a.reshape(r, b, *a.shape[1:])
+        parts = [jnp.conj(a[j]) if c else a[j] for j, c in where]
+        return jnp.stack(parts)
+
+    states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *(expand(s) for s in out.states[1:]))
+    return Points(beta_arr, states, expand(out.logits), expand(out.residual))  # type: ignore[arg-type]

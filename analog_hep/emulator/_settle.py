@@ -1,0 +1,271 @@
+"""Settling: the chip's neuron layers relax to a fixed point under a (complex) nudge.
+
+Dynamics (DESIGN.md section 1), for neuron layer ``l = 1 .. L`` with ``s_0 = x`` clamped::
+
+    u_l = W_{l-1} s_{l-1} + b_{l-1} + W_l^T s_{l+1}          (l < L)
+    u_L = W_{L-1} s_{L-1} + b_{L-1} - beta W_o^T (softmax(o) - y),  o = W_o s_L + b_o
+    s_l <- s_l + r (sigma(g_l u_l + c_l + noise) - s_l),     r = dt / tau
+
+(``mse`` circuits nudge with ``-beta (s_L - y)`` instead of the readout term). All layers
+update synchronously. Every crossbar product is a *read* of the device array: forward reads
+are scaled by per-line ``forward_gain``, transposed reads by ``transpose_gain``, and each read
+gets periphery noise (``read_noise_std``) and device read noise (``read_noise_rel``), drawn
+per read. A complex state is read as two real reads (real and imaginary part) through the
+same conductances, so mismatch is shared by both parts and noise is drawn for each.
+
+Arrays carry a leading row axis ``m`` (samples times nudge points): ``x: (m, n_0)``,
+``s_l: (m, n_l)``. Noise per step comes from ``fold_in(key, step)``: it depends on the key
+and the step, not on call order.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Inexact, PRNGKeyArray
+
+from ..physics import activation_fn
+from ._chip import Chip, ChipConfig
+
+__all__ = [
+    "Read",
+    "SettleOut",
+    "input_drive",
+    "neuron_targets",
+    "prepare_reads",
+    "quantise",
+    "settle",
+    "softmax",
+]
+
+
+class Read(NamedTuple):
+    """What one crossbar read needs, computed once per settle from the conductances.
+
+    ``w: (n_out, n_in)``, ``b: (n_out,)``, ``fwd_gain: (n_out,)``, ``bwd_gain: (n_in,)``;
+    ``dev_var``: ``(n_out, n_in + 1)`` variance per unit input squared of the device read
+    noise, ``read_noise_rel^2 (G+^2 + G-^2) / g_unit^2``, or ``None`` without device noise.
+    """
+
+    w: Float[Array, "n_out n_in"]
+    b: Float[Array, " n_out"]
+    fwd_gain: Float[Array, " n_out"]
+    bwd_gain: Float[Array, " n_in"]
+    dev_var: Float[Array, "n_out n_in1"] | None
+
+
+class SettleOut(NamedTuple):
+    """Result of one settle over ``m`` rows.
+
+    ``states``: ``(s_0, s_1, ..., s_L)`` each ``(m, n_l)`` (``s_0`` is the clamped input);
+    ``logits``: ``(m, classes)`` readout ``o`` at the final state (cross-entropy circuits,
+    else ``None``); ``residual``: ``(m,)`` max over neurons of ``|sigma(.) - s|`` at the last
+    step (activity units; a settled row has a small residual).
+    """
+
+    states: tuple[Inexact[Array, "m n"], ...]
+    logits: Inexact[Array, "m c"] | None
+    residual: Float[Array, " m"]
+
+
+def prepare_reads(chip: Chip) -> dict[str, Read]:
+    """Effective weights and read-noise coefficients of every crossbar."""
+    reads = {}
+    for name, xb in chip.crossbars.items():
+        w, b = xb.weights()
+        dev_var = None
+        if xb.read_noise_rel > 0:
+            dev_var = (xb.read_noise_rel / xb.g_unit_S) ** 2 * (xb.g_plus_S**2 + xb.g_minus_S**2)
+        reads[name] = Read(w, b, xb.forward_gain, xb.transpose_gain, dev_var)
+    return reads
+
+
+def _parts(s: Inexact[Array, "m n"]) -> Float[Array, "p m n"]:
+    # A complex state is two real reads through the same array: stack them as rows.
+    return jnp.stack([s.real, s.imag]) if jnp.iscomplexobj(s) else s[None]
+
+
+def _unparts(y: Float[Array, "p m n"], complex_: bool) -> Inexact[Array, "m n"]:
+    return jax.lax.complex(y[0], y[1]) if complex_ else y[0]
+
+
+def _noise(
+    key: PRNGKeyArray, shape: tuple[int, ...], std: float, var: Array | None
+) -> Array | float:
+    total = std**2 + (var if var is not None else 0.0)
+    if var is None and std == 0.0:
+        return 0.0
+    return jnp.sqrt(total) * jr.normal(key, shape)
+
+
+def read_forward(
+    r: Read, s: Inexact[Array, "m n_in"], cfg: ChipConfig, key: PRNGKeyArray | None
+) -> Inexact[Array, "m n_out"]:
+    """``W s + b`` through the array (gain mismatch and read noise included)."""
+    cplx = jnp.iscomplexobj(s)
+    p = _parts(s)
+    y = (p @ r.w.T) * r.fwd_gain
+    var = None
+    if r.dev_var is not None:
+        var = (p**2) @ r.dev_var[:, :-1].T + r.dev_var[:, -1]
+    if key is not None:
+        y = y + _noise(key, y.shape, cfg.read_noise_std, var)
+    out = _unparts(y, cplx)
+    return out + r.b
+
+
+def read_transpose(
+    r: Read, s: Inexact[Array, "m n_out"], cfg: ChipConfig, key: PRNGKeyArray | None
+) -> Inexact[Array, "m n_in"]:
+    """``W^T s`` through the same array, read in the other direction."""
+    cplx = jnp.iscomplexobj(s)
+    p = _parts(s)
+    y = (p @ r.w) * r.bwd_gain
+    var = None
+    if r.dev_var is not None:
+        var = (p**2) @ r.dev_var[:, :-1]
+    if key is not None:
+        y = y + _noise(key, y.shape, cfg.read_noise_std, var)
+    return _unparts(y, cplx)
+
+
+def softmax(o: Inexact[Array, "m c"]) -> Inexact[Array, "m c"]:
+    """Softmax that stays holomorphic for complex logits (shift by the real max)."""
+    z = o - jax.lax.stop_gradient(jnp.max(o.real, axis=-1, keepdims=True))
+    e = jnp.exp(z)
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def quantise(v: Inexact[Array, ...], bits: int | None, lo: float, hi: float) -> Inexact[Array, ...]:
+    """Uniform ``bits``-bit quantiser over ``[lo, hi]`` (clips); real and imaginary parts
+    separately; identity when ``bits`` is ``None``."""
+    if bits is None:
+        return v
+    n = 2**bits - 1
+    q = lambda a: lo + jnp.round(jnp.clip((a - lo) / (hi - lo), 0.0, 1.0) * n) * (hi - lo) / n  # noqa: E731
+    return jax.lax.complex(q(v.real), q(v.imag)) if jnp.iscomplexobj(v) else q(v)
+
+
+def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]:
+    """The first layer's input drive ``W_0 x + b_0`` and its device read-noise variance.
+
+    The drive is constant during a settle, so it is read once; read noise on it is still
+    drawn per step (from this constant variance).
+    """
+    drive = (x @ r0.w.T) * r0.fwd_gain + r0.b
+    var = None
+    if r0.dev_var is not None:
+        var = (x**2) @ r0.dev_var[:, :-1].T + r0.dev_var[:, -1]
+    return drive, var
+
+
+def neuron_targets(
+    chip: Chip,
+    reads: dict[str, Read],
+    drive: Array,
+    drive_var: Array | None,
+    s: tuple[Inexact[Array, "m n"], ...],
+    beta: Inexact[Array, "m 1"],
+    y: Float[Array, "m c"],
+    *,
+    key: PRNGKeyArray | None,
+) -> tuple[Inexact[Array, "m n"], ...]:
+    """``sigma(g_l u_l + c_l + noise)`` for every neuron layer (the map the chip iterates).
+
+    ``s = (s_1, ..., s_L)`` (input excluded); ``key=None`` gives the noiseless map.
+    """
+    cfg = chip.config
+    sigma = activation_fn(cfg.activation, cfg.activation_params)
+    names = cfg.crossbar_names
+    n_hidden = len(cfg.layers) - 1
+    ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
+    out = []
+    for l in range(1, n_hidden + 1):
+        if l == 1:
+            u = drive
+            if key is not None:
+                u = u + _noise(ks(0), drive.shape, cfg.read_noise_std, drive_var)
+        else:
+            u = read_forward(reads[names[l - 1]], s[l - 2], cfg, ks(10 * l + 1))
+        if l < n_hidden:
+            u = u + read_transpose(reads[names[l]], s[l], cfg, ks(10 * l + 2))
+        elif cfg.loss == "cross_entropy":
+            ro = reads["readout"]
+            o = read_forward(ro, s[l - 1], cfg, ks(10 * l + 3))
+            u = u - beta * read_transpose(ro, softmax(o) - y, cfg, ks(10 * l + 4))
+        else:
+            u = u - beta * (s[l - 1] - y)
+        u = chip.neuron_gain[l - 1] * u + chip.neuron_offset[l - 1]
+        if cfg.noise_std > 0 and key is not None:
+            u = u + cfg.noise_std * jr.normal(ks(10 * l + 5), u.shape)
+        out.append(sigma(u))
+    return tuple(out)
+
+
+def _noisy(cfg: ChipConfig, chip: Chip) -> bool:
+    dev = any(xb.read_noise_rel > 0 for xb in chip.crossbars.values())
+    return cfg.noise_std > 0 or cfg.read_noise_std > 0 or dev
+
+
+def settle(
+    chip: Chip,
+    x: Float[Array, "m n0"],
+    y: Float[Array, "m c"],
+    beta: Inexact[Array, " m"],
+    init: tuple[Inexact[Array, "m n"], ...],
+    *,
+    steps: int,
+    key: PRNGKeyArray | None,
+) -> SettleOut:
+    """Run ``steps`` synchronous settle steps from ``init`` under nudge ``beta``.
+
+    **Arguments:**
+
+    - ``chip``: the fabricated chip.
+    - ``x``: ``(m, n_0)`` float32 clamped inputs (already through the DAC).
+    - ``y``: ``(m, classes)`` float32 one-hot targets (ignored where ``beta == 0``).
+    - ``beta``: ``(m,)`` nudge per row, real or complex; complex makes the states complex.
+    - ``init``: ``(s_1, ..., s_L)`` initial neuron states, each ``(m, n_l)``.
+    - ``steps``: number of steps (static, >= 1).
+    - ``key``: PRNG key for neuron and read noise; ``None`` only for a noiseless chip.
+
+    **Returns:** :class:`SettleOut` (states include ``s_0 = x``).
+
+    **Raises:** ``ValueError`` if the chip is noisy and ``key`` is ``None``.
+    """
+    cfg = chip.config
+    noisy = _noisy(cfg, chip)
+    if noisy and key is None:
+        raise ValueError("this chip has neuron or read noise: settle needs a PRNG key")
+    reads = prepare_reads(chip)
+    cplx = jnp.iscomplexobj(beta) or any(jnp.iscomplexobj(s) for s in init)
+    dtype = jnp.complex64 if cplx else jnp.float32
+    init = tuple(s.astype(dtype) for s in init)
+    beta = beta.astype(dtype)[:, None]
+
+    drive, drive_var = input_drive(reads[cfg.crossbar_names[0]], x)
+
+    def targets(s: tuple[Array, ...], k: PRNGKeyArray | None) -> tuple[Array, ...]:
+        return neuron_targets(chip, reads, drive, drive_var, s, beta, y, key=k)
+
+    def step(s: tuple[Array, ...], t: Array) -> tuple[tuple[Array, ...], None]:
+        k = None if key is None else jr.fold_in(key, t)
+        tgt = targets(s, k)
+        return tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True)), None
+
+    s, _ = jax.lax.scan(step, init, jnp.arange(steps - 1))
+    # Last step separately: its increment is the residual.
+    k_last = None if key is None else jr.fold_in(key, steps - 1)
+    tgt = targets(s, k_last)
+    residual = jnp.max(
+        jnp.stack([jnp.max(jnp.abs(t - si), axis=-1) for t, si in zip(tgt, s, strict=True)]), axis=0
+    )
+    s = tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True))
+    logits = None
+    if cfg.loss == "cross_entropy":
+        k_o = None if key is None else jr.fold_in(key, steps)
+        logits = read_forward(reads["readout"], s[-1], cfg, k_o)
+    return SettleOut(states=(x, *s), logits=logits, residual=residual)

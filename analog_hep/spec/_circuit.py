@@ -1,0 +1,282 @@
+"""Circuit specs: the layers, neurons, crossbars, periphery and dynamics of one chip.
+
+A circuit names device cards (by name or path); the cards themselves are resolved and
+validated by :mod:`analog_hep.spec._device`. Numbers that are decisions (noise, settle
+lengths, learning rates) have no defaults here: the YAML states them, so the HDF5 record of
+a run states every assumption.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from ._base import FieldError, SpecModel
+
+__all__ = [
+    "ActivationSpec",
+    "CircuitSpec",
+    "CrossbarSpec",
+    "CrossbarsSpec",
+    "DynamicsSpec",
+    "InitSpec",
+    "MappingSpec",
+    "NeuronSpec",
+    "PeripherySpec",
+    "ReadoutSpec",
+]
+
+NonNeg = Annotated[float, Field(ge=0.0)]
+Pos = Annotated[float, Field(gt=0.0)]
+PosInt = Annotated[int, Field(ge=1)]
+
+
+class ActivationSpec(SpecModel):
+    """The neuron's transfer function ``sigma`` and its parameters.
+
+    ``shifted_sigmoid``: ``1 / (1 + exp(a u + b))`` (the paper's MLPs use a=-4, b=2);
+    ``tanh``; ``dsilu``: ``s(u)(1 + u(1 - s(u)))``; ``holotanh``:
+    ``(SiLU_a(u) - SiLU_a(u - 2)) / 2`` with ``SiLU_a(u) = u s(a u)``; ``relu`` and
+    ``hardtanh`` are allowed for comparison and flagged non-holomorphic.
+    """
+
+    name: Literal["shifted_sigmoid", "tanh", "dsilu", "holotanh", "relu", "hardtanh"]
+    a: float | None = None
+    b: float | None = None
+
+    @model_validator(mode="after")
+    def _params(self) -> ActivationSpec:
+        needs = {"shifted_sigmoid": ("a", "b"), "holotanh": ("a",)}.get(self.name, ())
+        for p in ("a", "b"):
+            value = getattr(self, p)
+            if p in needs and value is None:
+                raise ValueError(f"activation {self.name!r} needs parameter {p!r}")
+            if p not in needs and value is not None:
+                raise FieldError((p,), f"activation {self.name!r} takes no parameter {p!r}")
+        return self
+
+
+class NeuronSpec(SpecModel):
+    """Neurons: ``s_i = sigma(g_i u_i + c_i + noise)``, with per-neuron mismatch drawn once."""
+
+    activation: ActivationSpec
+    gain_mismatch_rel: NonNeg = Field(description="std of g_i around 1 (dimensionless)")
+    offset_mismatch: NonNeg = Field(description="std of c_i (pre-activation units)")
+    noise_std: NonNeg = Field(description="Gaussian noise std per settling step on u")
+
+
+class ReadoutSpec(SpecModel):
+    """The loss. ``cross_entropy``: a readout crossbar to ``classes`` logits inside Phi;
+    ``mse``: the last neuron layer has ``classes`` units and is nudged towards the target."""
+
+    classes: Annotated[int, Field(ge=2)]
+    loss: Literal["cross_entropy", "mse"]
+
+
+class InitSpec(SpecModel):
+    """Initial weights (weight units), programmed into the devices at fabrication.
+
+    ``normal``: N(0, std^2); ``uniform``: U(-bound, bound); ``fan_in_normal``:
+    N(0, (gain / sqrt(n_in))^2); ``fan_in_uniform``: U(+-gain / sqrt(n_in)). Biases are drawn
+    from the same law when ``bias`` is ``same`` and start at zero when it is ``zero``.
+    """
+
+    scheme: Literal["normal", "uniform", "fan_in_normal", "fan_in_uniform"]
+    std: Pos | None = None
+    bound: Pos | None = None
+    gain: Pos | None = None
+    bias: Literal["same", "zero"]
+
+    @model_validator(mode="after")
+    def _params(self) -> InitSpec:
+        needs = {
+            "normal": "std",
+            "uniform": "bound",
+            "fan_in_normal": "gain",
+            "fan_in_uniform": "gain",
+        }[self.scheme]
+        for p in ("std", "bound", "gain"):
+            if p == needs and getattr(self, p) is None:
+                raise ValueError(f"init scheme {self.scheme!r} needs {p!r}")
+            if p != needs and getattr(self, p) is not None:
+                raise FieldError((p,), f"init scheme {self.scheme!r} takes no {p!r}")
+        return self
+
+
+class MappingSpec(SpecModel):
+    """Weight-to-conductance map ``W = (G+ - G-) / g_unit``, ``g_unit = (g_max - g_min) / w_max``.
+
+    ``one_sided``: ``G+- = g_min + relu(+-W) g_unit``; ``balanced``:
+    ``G+- = (g_min + g_max)/2 +- W g_unit / 2``. Weights beyond ``+-w_max`` are clipped at
+    programming and the clip is reported.
+    """
+
+    scheme: Literal["one_sided", "balanced"]
+    w_max: Pos = Field(description="weight (dimensionless) represented by the full range")
+
+
+class CrossbarSpec(SpecModel):
+    """One crossbar (all fields optional so that overrides can name only what differs)."""
+
+    device: str | None = Field(default=None, description="device card name or path")
+    init: InitSpec | None = None
+    mapping: MappingSpec | None = None
+    bias: bool | None = Field(default=None, description="has a bias row driven at 1")
+
+
+class CrossbarsSpec(SpecModel):
+    """A default crossbar and per-crossbar overrides by name (``W0``, ``W1``, ..., ``readout``)."""
+
+    default: CrossbarSpec
+    overrides: dict[str, CrossbarSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete_default(self) -> CrossbarsSpec:
+        fields = ("device", "init", "mapping", "bias")
+        missing = [k for k in fields if getattr(self.default, k) is None]
+        if missing:
+            raise FieldError(
+                ("default",),
+                f"the default crossbar must give {', '.join(missing)} (only overrides may "
+                "leave fields out)",
+            )
+        return self
+
+
+class PeripherySpec(SpecModel):
+    """DAC/ADC resolution, read noise and read-direction gain mismatch (all optional)."""
+
+    dac_bits: Annotated[int, Field(ge=1, le=32)] | None = None
+    input_range: tuple[float, float] = Field(default=(0.0, 1.0), strict=False)
+    adc_bits: Annotated[int, Field(ge=1, le=32)] | None = None
+    activity_range: tuple[float, float] = Field(default=(0.0, 1.0), strict=False)
+    read_noise_std: NonNeg = Field(
+        default=0.0, description="additive noise per crossbar read on each output line"
+    )
+    forward_gain_mismatch_rel: NonNeg = 0.0
+    transpose_gain_mismatch_rel: NonNeg = 0.0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PeripherySpec:
+        for name in ("input_range", "activity_range"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise FieldError(
+                    (name,), f"{name} must be [low, high] with low < high, found {[lo, hi]}"
+                )
+        return self
+
+
+class DynamicsSpec(SpecModel):
+    """How the circuit settles.
+
+    ``discrete``: synchronous steps ``s <- sigma(dPhi/ds)``; give ``free_steps`` and
+    ``nudge_steps``. ``continuous``: ``tau ds/dt = -s + sigma(dPhi/ds)`` integrated with
+    step ``dt_s``; give ``tau_s``, ``dt_s``, ``free_time_s`` and ``nudge_time_s``.
+    ``dt_s = tau_s`` recovers the discrete map.
+    """
+
+    mode: Literal["discrete", "continuous"]
+    free_steps: PosInt | None = None
+    nudge_steps: PosInt | None = None
+    tau_s: Pos | None = None
+    dt_s: Pos | None = None
+    free_time_s: Pos | None = None
+    nudge_time_s: Pos | None = None
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> DynamicsSpec:
+        fields = {
+            "discrete": ("free_steps", "nudge_steps"),
+            "continuous": ("tau_s", "dt_s", "free_time_s", "nudge_time_s"),
+        }
+        for mode, names in fields.items():
+            for n in names:
+                given = getattr(self, n) is not None
+                if mode == self.mode and not given:
+                    raise ValueError(f"dynamics mode {self.mode!r} needs {n!r}")
+                if mode != self.mode and given:
+                    raise FieldError(
+                        (n,), f"dynamics mode {self.mode!r} takes no {n!r} (that is {mode})"
+                    )
+        if self.mode == "continuous":
+            assert self.dt_s is not None and self.tau_s is not None
+            if self.dt_s > self.tau_s:
+                raise FieldError(
+                    ("dt_s",),
+                    f"dt_s must be at most tau_s (explicit Euler is unstable beyond), found "
+                    f"dt_s={self.dt_s!r} > tau_s={self.tau_s!r}",
+                )
+        return self
+
+    @property
+    def rate(self) -> float:
+        """Euler fraction ``dt / tau`` per step (1 for the discrete map)."""
+        if self.mode == "discrete":
+            return 1.0
+        assert self.dt_s is not None and self.tau_s is not None
+        return self.dt_s / self.tau_s
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        """``(free, nudge)`` settle lengths in steps."""
+        if self.mode == "discrete":
+            assert self.free_steps is not None and self.nudge_steps is not None
+            return self.free_steps, self.nudge_steps
+        assert self.dt_s and self.free_time_s and self.nudge_time_s
+        return (
+            max(1, round(self.free_time_s / self.dt_s)),
+            max(1, round(self.nudge_time_s / self.dt_s)),
+        )
+
+
+class CircuitSpec(SpecModel):
+    """A whole chip: ``layers[0]`` inputs, then neuron layers, then the readout."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)]
+    layers: tuple[PosInt, ...] = Field(min_length=2, strict=False)
+    readout: ReadoutSpec
+    neuron: NeuronSpec
+    crossbars: CrossbarsSpec
+    periphery: PeripherySpec = PeripherySpec()
+    dynamics: DynamicsSpec
+
+    @model_validator(mode="after")
+    def _shapes(self) -> CircuitSpec:
+        if self.readout.loss == "mse" and self.layers[-1] != self.readout.classes:
+            raise FieldError(
+                ("layers", len(self.layers) - 1),
+                f"loss 'mse' nudges the last layer towards one-hot targets, so layers[-1] must "
+                f"equal readout.classes ({self.readout.classes}), found {self.layers[-1]}",
+            )
+        names = self.crossbar_names
+        for key in self.crossbars.overrides:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise FieldError(
+                    ("crossbars", "overrides", key),
+                    f"unknown crossbar {key!r}; {hint}this circuit has {', '.join(names)}",
+                )
+        return self
+
+    @property
+    def crossbar_names(self) -> tuple[str, ...]:
+        """``W0 .. W{L-1}`` between layers, then ``readout`` for cross-entropy circuits."""
+        names = tuple(f"W{i}" for i in range(len(self.layers) - 1))
+        return (*names, "readout") if self.readout.loss == "cross_entropy" else names
+
+    def crossbar(self, name: str) -> CrossbarSpec:
+        """The default crossbar with this crossbar's overrides applied (all fields set)."""
+        over = self.crossbars.overrides.get(name)
+        base = self.crossbars.default
+        if over is None:
+            return base
+        fields = ("device", "init", "mapping", "bias")
+        return base.model_copy(
+            update={k: getattr(over, k) for k in fields if getattr(over, k) is not None}
+        )
