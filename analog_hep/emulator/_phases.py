@@ -40,7 +40,9 @@ class Points(NamedTuple):
 def dac(chip: Chip, x: Float[Array, "b n0"]) -> Float[Array, "b n0"]:
     """Inputs as the input DAC drives them (quantised to ``dac_bits`` over ``input_range``)."""
     cfg = chip.config
-    return quantise(jnp.asarray(x, jnp.float32), cfg.dac_bits, *cfg.input_range)
+    x = jnp.asarray(x)
+    x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+    return quantise(x, cfg.dac_bits, *cfg.input_range)
 
 
 def measure(chip: Chip, out: SettleOut) -> SettleOut:
@@ -61,9 +63,9 @@ def free_phase(
 ) -> SettleOut:
     """Settle from rest (all neurons at 0) with ``beta = 0``; ``x`` already through the DAC."""
     b = x.shape[0]
-    init = tuple(jnp.zeros((b, n), jnp.float32) for n in chip.config.layers[1:])
-    y = jnp.zeros((b, chip.config.classes), jnp.float32)
-    return settle(chip, x, y, jnp.zeros(b, jnp.float32), init, steps=steps, key=key)
+    init = tuple(jnp.zeros((b, n), x.dtype) for n in chip.config.layers[1:])
+    y = jnp.zeros((b, chip.config.classes), x.dtype)
+    return settle(chip, x, y, jnp.zeros(b, x.dtype), init, steps=steps, key=key)
 
 
 def _unique_conjugates(
@@ -118,8 +120,8 @@ def nudge_phases(
     x = free.states[0]
     s_free = free.states[1:]
     cplx = any(complex(bt).imag != 0 for bt in betas)
-    dtype = jnp.complex64 if cplx else jnp.float32
-    beta_arr = jnp.asarray(betas, dtype)
+    dtype = jnp.result_type(x.dtype, jnp.complex64) if cplx else x.dtype
+    beta_arr = jnp.asarray(betas if cplx else [complex(bt).real for bt in betas], dtype)
     if start == "previous":
 
         def one(
@@ -142,7 +144,7 @@ def nudge_phases(
     else:
         reps, where = _unique_conjugates(tuple(complex(bt) for bt in betas))
     r = len(reps)
-    rows_beta = jnp.repeat(jnp.asarray([betas[i] for i in reps], dtype), b)
+    rows_beta = jnp.repeat(beta_arr[jnp.asarray(reps)], b)
     init = tuple(_tile(s, r).astype(dtype) for s in s_free)
     out = settle(chip, _tile(x, r), _tile(y, r), rows_beta, init, steps=steps, key=key)
 

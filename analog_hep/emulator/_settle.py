@@ -242,7 +242,8 @@ def settle(
         raise ValueError("this chip has neuron or read noise: settle needs a PRNG key")
     reads = prepare_reads(chip)
     cplx = jnp.iscomplexobj(beta) or any(jnp.iscomplexobj(s) for s in init)
-    dtype = jnp.complex64 if cplx else jnp.float32
+    # float32 by default; float64 when x is float64 (precision studies under jax x64).
+    dtype = jnp.result_type(x.dtype, jnp.complex64) if cplx else x.dtype
     init = tuple(s.astype(dtype) for s in init)
     beta = beta.astype(dtype)[:, None]
 

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import SpecError
-from ._yaml import KeyPath, line_of
+from ._yaml import KeyPath, format_path, line_of
 
-__all__ = ["format_path", "spec_error"]
+__all__ = ["spec_error"]
 
 _MAX_REPR = 60
 
@@ -35,6 +35,7 @@ class _Place:
 
     path: KeyPath  # keys and indices in the YAML data (no union tags)
     parent: type[BaseModel] | None  # model whose field is ``path[-1]`` (None: not a model)
+    shown: KeyPath  # ``path`` for messages: mapping keys as str, so int keys don't read as [i]
 
 
 def _strip(tp: Any) -> Any:
@@ -54,20 +55,26 @@ def _union_members(tp: Any) -> list[Any]:
     return []
 
 
-def _tags(member: Any) -> set[str]:
-    """Names pydantic may insert into ``loc`` for this union member: Literal tags, class name."""
-    out: set[str] = {getattr(member, "__name__", "")}
+def _literal_tags(member: Any) -> list[str]:
+    """Values of the ``Literal`` fields of a union member (its discriminator tags)."""
+    out: list[str] = []
     if isinstance(member, type) and issubclass(member, BaseModel):
         for field in member.model_fields.values():
             ann = _strip(field.annotation)
             if typing.get_origin(ann) is Literal:
-                out.update(str(a) for a in typing.get_args(ann))
+                out.extend(str(a) for a in typing.get_args(ann))
     return out
+
+
+def _tags(member: Any) -> set[str]:
+    """Names pydantic may insert into ``loc`` for this union member: Literal tags, class name."""
+    return {getattr(member, "__name__", ""), *_literal_tags(member)}
 
 
 def _place(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Place:
     """Walk ``loc`` along the model's field types, dropping union tags and ``[key]`` markers."""
     path: list[str | int] = []
+    shown: list[str | int] = []
     tp: Any = model
     parent: type[BaseModel] | None = None
     for part in loc:
@@ -82,6 +89,8 @@ def _place(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Place:
             continue
         path.append(part)
         origin = typing.get_origin(tp)
+        is_seq = origin in (tuple, list)
+        shown.append(part if is_seq and isinstance(part, int) else str(part))
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             parent = tp
             field = tp.model_fields.get(part) if isinstance(part, str) else None
@@ -91,7 +100,7 @@ def _place(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Place:
         ):
             parent = None
             tp = typing.get_args(tp)[1] if typing.get_args(tp) else None
-        elif origin in (tuple, list):
+        elif is_seq:
             parent = None
             args = [a for a in typing.get_args(tp) if a is not Ellipsis]
             if isinstance(part, int) and len(args) > 1 and part < len(args):
@@ -100,19 +109,7 @@ def _place(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Place:
                 tp = args[0] if args else None
         else:
             parent, tp = None, None
-    return _Place(tuple(path), parent)
-
-
-def format_path(path: KeyPath) -> str:
-    """``("crossbars", "default", "init", "std")`` -> ``crossbars.default.init.std``;
-    ``("layers", 2)`` -> ``layers[2]``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    return _Place(tuple(path), parent, tuple(shown))
 
 
 def _type_name(value: Any) -> str:
@@ -168,6 +165,8 @@ _EXPECTED: dict[str, str] = {
 
 
 def _expected(err: ErrorDetails) -> str:
+    if err["type"] == "string_too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "a non-empty string"
     template = _EXPECTED.get(err["type"])
     if template is not None:
         try:
@@ -196,10 +195,10 @@ def _describe(model: type[BaseModel], err: ErrorDetails) -> tuple[KeyPath, KeyPa
     ctx = err.get("ctx", {})
     if kind in ("value_error", "assertion_error"):
         extra = getattr(ctx.get("error"), "loc", ())  # FieldError: the field it is about
-        path = _place(model, loc + tuple(extra)).path
-        return path, path, _validator_message(err)
+        at = _place(model, loc + tuple(extra))
+        return at.path, at.shown, _validator_message(err)
     place = _place(model, loc)
-    path = place.path
+    path, shown = place.path, place.shown
     if kind == "extra_forbidden":
         key = str(path[-1])
         allowed = list(place.parent.model_fields) if place.parent is not None else []
@@ -210,18 +209,18 @@ def _describe(model: type[BaseModel], err: ErrorDetails) -> tuple[KeyPath, KeyPa
             hint = f"allowed keys here: {', '.join(allowed)}"
         else:
             hint = "remove it"
-        return path, path, f"unknown key {key!r}; {hint}"
+        return path, shown, f"unknown key {key!r}; {hint}"
     if kind == "missing":
-        return path[:-1], path, f"missing required key {path[-1]!r}"
+        return path[:-1], shown, f"missing required key {path[-1]!r}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = str(ctx.get("discriminator", "'model'")).strip("'")
         expected = ctx.get("expected_tags") or _tags_of_union(model, loc)
-        tag_path = (*path, tag)
         if kind == "union_tag_not_found":
-            return path, tag_path, f"missing required key {tag!r} (one of {expected})"
+            return path, (*shown, tag), f"missing required key {tag!r} (one of {expected})"
         found = err["input"].get(tag) if isinstance(err["input"], Mapping) else None
-        return tag_path, tag_path, f"expected one of {expected}, found {_show(found)}"
-    return path, path, f"expected {_expected(err)}, found {_show(err['input'])}"
+        message = f"expected one of {expected}, found {_show(found)}"
+        return (*path, tag), (*shown, tag), message
+    return path, shown, f"expected {_expected(err)}, found {_show(err['input'])}"
 
 
 def _tags_of_union(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
@@ -234,8 +233,32 @@ def _tags_of_union(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
             tp = field.annotation if field is not None else None
         else:
             return "the allowed models"
-    tags = sorted({t for m in _union_members(_strip(tp)) for t in _tags(m)} - {""})
+    tags = [t for m in _union_members(_strip(tp)) for t in _literal_tags(m)]
     return ", ".join(repr(t) for t in tags) or "the allowed models"
+
+
+def _merge_typos(model: type[BaseModel], details: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Drop "missing 'noise_std'" when the same mapping has the unknown key 'nosie_std'.
+
+    A misspelt required key yields both errors; the unknown-key one, with its suggestion, says
+    everything, so the pair counts as one problem.
+    """
+    missing: dict[KeyPath, int] = {}
+    for i, d in enumerate(details):
+        if d["type"] == "missing":
+            missing[_place(model, tuple(d["loc"])).path] = i
+    drop: set[int] = set()
+    for d in details:
+        if d["type"] != "extra_forbidden":
+            continue
+        place = _place(model, tuple(d["loc"]))
+        if place.parent is None:
+            continue
+        absent = [str(p[-1]) for p in missing if p[:-1] == place.path[:-1]]
+        close = difflib.get_close_matches(str(place.path[-1]), absent, n=1)
+        if close:
+            drop.add(missing[(*place.path[:-1], close[0])])
+    return [d for i, d in enumerate(details) if i not in drop]
 
 
 def spec_error(
@@ -254,8 +277,9 @@ def spec_error(
     **Returns:** a :class:`SpecError` reading ``FILE:LINE: FIELD.PATH: message`` for the first
     problem by line, with ``(+K more errors)`` appended when pydantic found more.
     """
+    details = _merge_typos(model, err.errors())
     problems = []
-    for index, detail in enumerate(err.errors()):
+    for index, detail in enumerate(details):
         line_path, shown, message = _describe(model, detail)
         problems.append((line_of(lines, line_path), index, shown, message))
     problems.sort(key=lambda p: (p[0], p[1]))

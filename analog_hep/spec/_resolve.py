@@ -59,9 +59,7 @@ def _search_dirs(kind: str) -> list[Path]:
 
 
 def _available(kind: str) -> list[str]:
-    names = {
-        f.stem for d in _search_dirs(kind) for f in d.iterdir() if f.suffix in _SUFFIXES
-    }
+    names = {f.stem for d in _search_dirs(kind) for f in d.iterdir() if f.suffix in _SUFFIXES}
     return sorted(names)
 
 

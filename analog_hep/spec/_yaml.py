@@ -26,7 +26,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import SpecError
 
-__all__ = ["KeyPath", "SpecLoader", "YamlDoc", "line_of", "load_yaml", "read_yaml"]
+__all__ = [
+    "KeyPath",
+    "SpecLoader",
+    "YamlDoc",
+    "format_path",
+    "line_of",
+    "load_yaml",
+    "read_yaml",
+]
 
 KeyPath = tuple[str | int, ...]
 """Path from the document root to a value: mapping keys and sequence indices."""
@@ -87,10 +95,15 @@ def _key_value(loader: SpecLoader, node: Node) -> Any:
     return node
 
 
-def _fmt_key_path(path: KeyPath) -> str:
+def format_path(path: KeyPath) -> str:
+    """``("crossbars", "default", "init", "std")`` -> ``crossbars.default.init.std``;
+    ``("layers", 2)`` -> ``layers[2]``."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -127,7 +140,7 @@ def _record(
             except TypeError:  # unhashable keys are reported by the constructor
                 continue
             if first is not None:
-                where = _fmt_key_path((*path, key))
+                where = format_path((*path, key))
                 raise SpecError(
                     f"{file}:{line}: {where}: duplicate key {key!r} (first given at line "
                     f"{first}); give each key once"

@@ -1,0 +1,7 @@
+"""Studies built on the controller and the emulator: gradcheck, training, sweeps, records."""
+
+from ._gradcheck import GradcheckResult as GradcheckResult
+from ._gradcheck import cosine as cosine
+from ._gradcheck import gradcheck as gradcheck
+from ._gradcheck import random_batch as random_batch
+from ._overrides import with_overrides as with_overrides

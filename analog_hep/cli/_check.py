@@ -1,0 +1,280 @@
+"""``analog-hep check FILE.yaml [--json]``: validate a circuit or a device card and summarise it.
+
+A circuit's summary gives its layers, loss, activation (and whether it is holomorphic),
+dynamics, every crossbar (shape, bias, device card, mapping), the parameter count and the
+noise and mismatch settings. A card's summary gives its source, conductance range, levels and
+response model. Invalid files exit with code 2 and one ``FILE:LINE: FIELD: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..spec import Circuit, CircuitSpec, DeviceCard, load_any
+
+__all__ = ["card_summary", "circuit_summary", "register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``check`` subcommand to the ``analog-hep`` parser."""
+    parser = subparsers.add_parser(
+        "check",
+        help="validate a circuit or device card YAML and print a summary",
+        description=(
+            "Validate a circuit or a device card (decided by its top-level keys) and print a "
+            "summary. Exit code 2 and one FILE:LINE line if the file is invalid."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE.yaml", help="circuit or device card (path or name)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate ``args.file``; print its summary (text or JSON); return 0."""
+    loaded = load_any(args.file)
+    if isinstance(loaded, Circuit):
+        summary = circuit_summary(loaded)
+        text = _circuit_text
+    else:
+        summary = card_summary(loaded, path=args.file)
+        text = _card_text
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(text(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries as plain dicts (the --json output); the text output is rendered from them.
+
+
+def _shapes(spec: CircuitSpec) -> dict[str, tuple[int, int]]:
+    """``(n_out, n_in)`` of each crossbar: ``W{i}`` maps layers[i] -> layers[i+1], ``readout``
+    maps layers[-1] -> classes."""
+    layers = spec.layers
+    shapes = {f"W{i}": (layers[i + 1], layers[i]) for i in range(len(layers) - 1)}
+    if "readout" in spec.crossbar_names:
+        shapes["readout"] = (spec.readout.classes, layers[-1])
+    return shapes
+
+
+def _nonzero(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if v not in (None, 0, 0.0)}
+
+
+def circuit_summary(circuit: Circuit) -> dict[str, Any]:
+    """A JSON-able summary of a validated circuit (the ``check --json`` output).
+
+    Keys: ``kind`` ("circuit"), ``name``, ``description``, ``path``, ``layers``, ``readout``,
+    ``activation``, ``dynamics``, ``crossbars`` (one object per crossbar: ``name``,
+    ``n_out``, ``n_in``, ``bias``, ``device``, ``response_model``, ``mapping_scheme``,
+    ``w_max``, ``init``, ``parameters``), ``parameter_count``, ``weight_count``,
+    ``bias_count``, ``device_count``, ``neuron``, ``periphery``, ``devices`` (noise and
+    variation of each card), ``holomorphic`` and ``non_holomorphic_parts``.
+    """
+    from ..physics import is_holomorphic  # jax: imported only when a circuit is checked
+
+    spec = circuit.spec
+    crossbars = []
+    for name, (n_out, n_in) in _shapes(spec).items():
+        xb = spec.crossbar(name)
+        assert xb.mapping is not None and xb.init is not None and xb.bias is not None
+        card = circuit.devices[name]
+        weights, biases = n_out * n_in, (n_out if xb.bias else 0)
+        crossbars.append(
+            {
+                "name": name,
+                "n_out": n_out,
+                "n_in": n_in,
+                "bias": xb.bias,
+                "device": card.name,
+                "response_model": card.response.model,
+                "mapping_scheme": xb.mapping.scheme,
+                "w_max": xb.mapping.w_max,
+                "init": xb.init.model_dump(exclude_none=True),
+                "weights": weights,
+                "biases": biases,
+            }
+        )
+    weight_count = sum(c["weights"] for c in crossbars)
+    bias_count = sum(c["biases"] for c in crossbars)
+    act = spec.neuron.activation
+    holomorphic = is_holomorphic(act.name)
+    # ADC/DAC quantise inputs and read-outs, outside the settle dynamics, so they do not
+    # break holomorphy in beta; they are listed so that the user sees them.
+    outside = [
+        f"{part} ({bits} bits)"
+        for part, bits in (("dac", spec.periphery.dac_bits), ("adc", spec.periphery.adc_bits))
+        if bits is not None
+    ]
+    dyn = spec.dynamics
+    free, nudge = dyn.steps
+    return {
+        "kind": "circuit",
+        "name": spec.name,
+        "description": spec.description,
+        "path": circuit.path,
+        "seed": spec.seed,
+        "layers": list(spec.layers),
+        "readout": {"classes": spec.readout.classes, "loss": spec.readout.loss},
+        "activation": {
+            **act.model_dump(exclude_none=True),
+            "holomorphic": holomorphic,
+        },
+        "dynamics": {
+            **dyn.model_dump(exclude_none=True),
+            "free_steps": free,
+            "nudge_steps": nudge,
+            "rate": dyn.rate,
+        },
+        "crossbars": crossbars,
+        "parameter_count": weight_count + bias_count,
+        "weight_count": weight_count,
+        "bias_count": bias_count,
+        # W = (G+ - G-) / g_unit: every weight and bias is a differential pair of devices.
+        "device_count": 2 * (weight_count + bias_count),
+        "neuron": spec.neuron.model_dump(exclude={"activation"}),
+        "periphery": spec.periphery.model_dump(mode="json"),
+        "devices": {
+            card.name: {
+                "read_noise_rel": card.read_noise_rel,
+                "program_noise_rel": card.program_noise_rel,
+                "drift": card.drift.model_dump() if card.drift else None,
+                "faults": _nonzero(card.faults.model_dump()),
+                "response": _nonzero(card.response.model_dump(exclude={"model"})),
+            }
+            for card in {c.name: c for c in circuit.devices.values()}.values()
+        },
+        "holomorphic": holomorphic,
+        "non_holomorphic_parts": ([] if holomorphic else [f"activation {act.name}"]),
+        "outside_dynamics": outside,
+    }
+
+
+def card_summary(card: DeviceCard, *, path: str | None = None) -> dict[str, Any]:
+    """A JSON-able summary of a device card (the ``check --json`` output).
+
+    Keys: ``kind`` ("device"), ``name``, ``description``, ``path``, ``source``,
+    ``conductance`` (siemens, plus ``g_min_uS``/``g_max_uS``), ``levels``, ``response``
+    (``model`` and its parameters), ``read_noise_rel``, ``program_noise_rel``, ``drift``,
+    ``faults``, ``refresh``.
+    """
+    g = card.conductance
+    return {
+        "kind": "device",
+        "name": card.name,
+        "description": card.description,
+        "path": path,
+        "source": card.source.model_dump(),
+        "conductance": {
+            "g_min_S": g.g_min_S,
+            "g_max_S": g.g_max_S,
+            "g_min_uS": g.g_min_S * 1e6,
+            "g_max_uS": g.g_max_S * 1e6,
+        },
+        "levels": g.levels,
+        "response": card.response.model_dump(),
+        "read_noise_rel": card.read_noise_rel,
+        "program_noise_rel": card.program_noise_rel,
+        "drift": card.drift.model_dump() if card.drift else None,
+        "faults": card.faults.model_dump(),
+        "refresh": card.refresh.model_dump() if card.refresh else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Text rendering.
+
+
+def _kv(settings: dict[str, Any]) -> str:
+    return ", ".join(_kv1(k, v) for k, v in settings.items())
+
+
+def _kv1(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{key}={value:g}"
+    return f"{key}={'off' if value is None else value}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no "
+
+
+def _circuit_text(s: dict[str, Any]) -> str:
+    act = s["activation"]
+    params = _kv({k: v for k, v in act.items() if k not in ("name", "holomorphic")})
+    dyn = s["dynamics"]
+    if dyn["mode"] == "discrete":
+        dyn_text = f"discrete, free {dyn['free_steps']} / nudge {dyn['nudge_steps']} steps"
+    else:
+        dyn_text = (
+            f"continuous, tau_s={dyn['tau_s']:g}, dt_s={dyn['dt_s']:g}, "
+            f"free {dyn['free_time_s']:g} s = {dyn['free_steps']} steps, "
+            f"nudge {dyn['nudge_time_s']:g} s = {dyn['nudge_steps']} steps"
+        )
+    width = max(len(c["name"]) for c in s["crossbars"])
+    xb_lines = [
+        f"  {c['name']:<{width}}  {c['n_out']:>3} x {c['n_in']:<4} bias {_yes(c['bias'])}  "
+        f"device {c['device']} ({c['response_model']})  {c['mapping_scheme']} "
+        f"w_max={c['w_max']:g}  init {_kv(c['init'])}"
+        for c in s["crossbars"]
+    ]
+    periphery = s["periphery"]
+    dev_lines = [
+        f"  device {name}: read_noise_rel={d['read_noise_rel']:g}, "
+        f"program_noise_rel={d['program_noise_rel']:g}, drift "
+        f"{_kv(d['drift']) if d['drift'] else 'none'}, faults {_kv(d['faults']) or 'none'}"
+        for name, d in s["devices"].items()
+    ]
+    if s["holomorphic"]:
+        holo = "yes"
+    else:
+        holo = f"no ({', '.join(s['non_holomorphic_parts'])}: hEP with N > 2 is not exact)"
+    if s["outside_dynamics"]:
+        parts = ", ".join(s["outside_dynamics"])
+        holo += f"; quantisers outside the dynamics (no effect on holomorphy): {parts}"
+    lines = [
+        f"circuit {s['name']}" + (f"  ({s['path']})" if s["path"] else ""),
+        *([f"  {s['description']}"] if s["description"] else []),
+        f"layers:      {' -> '.join(str(n) for n in s['layers'])}",
+        f"readout:     {s['readout']['loss']} over {s['readout']['classes']} classes",
+        f"activation:  {act['name']}"
+        + (f" ({params})" if params else "")
+        + (", holomorphic" if act["holomorphic"] else ", NOT holomorphic"),
+        f"dynamics:    {dyn_text}, rate dt/tau={dyn['rate']:g}",
+        "crossbars:",
+        *xb_lines,
+        f"parameters:  {s['parameter_count']} ({s['weight_count']} weights, "
+        f"{s['bias_count']} biases; {s['device_count']} devices in differential pairs)",
+        "noise and mismatch:",
+        f"  neurons: {_kv(s['neuron'])}",
+        f"  periphery: {_kv({k: v for k, v in periphery.items() if not k.endswith('range')})}",
+        *dev_lines,
+        f"holomorphic: {holo}",
+    ]
+    return "\n".join(lines)
+
+
+def _card_text(s: dict[str, Any]) -> str:
+    g = s["conductance"]
+    levels = "continuous" if s["levels"] is None else f"{s['levels']} levels"
+    response = dict(s["response"])
+    model = response.pop("model")
+    lines = [
+        f"device card {s['name']}" + (f"  ({s['path']})" if s["path"] else ""),
+        *([f"  {s['description']}"] if s["description"] else []),
+        f"paper:       {s['source']['paper']}",
+        f"simulator:   {s['source']['simulator']}",
+        f"conductance: {g['g_min_uS']:g} to {g['g_max_uS']:g} µS, {levels}",
+        f"response:    {model}" + (f" ({_kv(response)})" if response else ""),
+        f"noise:       read_noise_rel={s['read_noise_rel']:g}, "
+        f"program_noise_rel={s['program_noise_rel']:g}",
+        f"drift:       {_kv(s['drift']) if s['drift'] else 'none'}",
+        f"faults:      {_kv(_nonzero(s['faults'])) or 'none'}",
+        f"refresh:     {_kv(s['refresh']) if s['refresh'] else 'none'}",
+    ]
+    return "\n".join(lines)
