@@ -8,6 +8,7 @@ periphery mismatch) is drawn here, once, from ``seed``: same seed, bitwise same 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -128,6 +129,19 @@ class Chip(eqx.Module):
         """Effective ``{name: (W, b)}`` of every crossbar."""
         return {name: xb.weights() for name, xb in self.crossbars.items()}
 
+    def without_noise(self) -> Chip:
+        """The same chip (same devices and mismatch) with neuron and read noise switched off:
+        the chip whose fixed point defines the ground-truth gradient."""
+        cfg = dataclasses.replace(self.config, noise_std=0.0, read_noise_std=0.0)
+        xbs = {n: dataclasses.replace(x, read_noise_rel=0.0) for n, x in self.crossbars.items()}
+        return dataclasses.replace(self, crossbars=xbs, config=cfg)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether settling draws noise (neuron noise, periphery or device read noise)."""
+        dev = any(x.read_noise_rel > 0 for x in self.crossbars.values())
+        return self.config.noise_std > 0 or self.config.read_noise_std > 0 or dev
+
 
 def initial_weights(
     init: InitSpec, shape: tuple[int, int], *, key: PRNGKeyArray
@@ -137,12 +151,12 @@ def initial_weights(
     kw, kb = jr.split(key)
     if init.scheme in ("normal", "fan_in_normal"):
         std = init.std if init.scheme == "normal" else init.gain / np.sqrt(n_in)
-        w = std * jr.normal(kw, shape)
-        b = std * jr.normal(kb, (n_out,))
+        w = std * jr.normal(kw, shape, dtype=jnp.float32)
+        b = std * jr.normal(kb, (n_out,), dtype=jnp.float32)
     else:
         bound = init.bound if init.scheme == "uniform" else init.gain / np.sqrt(n_in)
-        w = jr.uniform(kw, shape, minval=-bound, maxval=bound)
-        b = jr.uniform(kb, (n_out,), minval=-bound, maxval=bound)
+        w = jr.uniform(kw, shape, minval=-bound, maxval=bound, dtype=jnp.float32)
+        b = jr.uniform(kb, (n_out,), minval=-bound, maxval=bound, dtype=jnp.float32)
     if init.bias == "zero":
         b = jnp.zeros_like(b)
     return w.astype(jnp.float32), b.astype(jnp.float32)
@@ -167,7 +181,11 @@ def _target_pair_S(
 
 
 def _mismatch(key: PRNGKeyArray, n: int, rel: float) -> Float[Array, " n"]:
-    return (1.0 + rel * jr.normal(key, (n,))).astype(jnp.float32) if rel > 0 else jnp.ones(n)
+    return (
+        (1.0 + rel * jr.normal(key, (n,), dtype=jnp.float32)).astype(jnp.float32)
+        if rel > 0
+        else jnp.ones(n, jnp.float32)
+    )
 
 
 def fabricate(
@@ -216,7 +234,7 @@ def fabricate(
     for l, n in enumerate(config.layers[1:]):
         k_gain, k_off = jr.split(jr.fold_in(root, 2000 + l))
         gains.append(_mismatch(k_gain, n, spec.neuron.gain_mismatch_rel))
-        off = spec.neuron.offset_mismatch * jr.normal(k_off, (n,))
+        off = spec.neuron.offset_mismatch * jr.normal(k_off, (n,), dtype=jnp.float32)
         offsets.append(off.astype(jnp.float32))
     chip = Chip(
         crossbars=crossbars,

@@ -68,11 +68,13 @@ def ground_truth(
     ``max_adjoint_iterations`` cap on the adjoint iteration (it stops earlier once the
     relative change is below 4 float eps).
     """
+    chip = chip.without_noise()
     cfg = chip.config
     free = free_phase(chip, x, steps=steps, key=None)
     s_star = free.states[1:]
     base = prepare_reads(chip)
-    theta = {n: (r.w, r.b) for n, r in base.items()}
+    # In the weights' own precision the gradient would carry a float32 floor under x64.
+    theta = {n: (r.w.astype(x.dtype), r.b.astype(x.dtype)) for n, r in base.items()}
     zero_beta = jnp.zeros((x.shape[0], 1), jnp.float32)
 
     def reads_of(th: dict[str, tuple[Array, Array]]) -> dict[str, Read]:
@@ -104,7 +106,9 @@ def ground_truth(
         delta = delta / size
         return new, delta, it + 1
 
-    lam, delta, iters = jax.lax.while_loop(cond, body, (dl_ds, jnp.asarray(jnp.inf, x.dtype), jnp.asarray(0)))
+    lam, delta, iters = jax.lax.while_loop(
+        cond, body, (dl_ds, jnp.asarray(jnp.inf, x.dtype), jnp.asarray(0))
+    )
     _, dth = vjp(lam)
     grads = {n: (dl_dth[n][0] + dth[n][0], dl_dth[n][1] + dth[n][1]) for n in theta}
     return GroundTruth(loss, grads, free.residual, delta, iters)

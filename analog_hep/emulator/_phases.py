@@ -19,7 +19,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from ._chip import Chip
-from ._settle import SettleOut, _noisy, quantise, settle
+from ._settle import SettleOut, quantise, settle
 
 __all__ = ["Points", "dac", "free_phase", "measure", "nudge_phases"]
 
@@ -139,7 +139,7 @@ def nudge_phases(
         states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
         return Points(beta_arr, states, outs.logits, outs.residual)
 
-    if _noisy(chip.config, chip):
+    if chip.noisy:
         reps, where = tuple(range(k_pts)), tuple((k, False) for k in range(k_pts))
     else:
         reps, where = _unique_conjugates(tuple(complex(bt) for bt in betas))

@@ -205,11 +205,6 @@ def neuron_targets(
     return tuple(out)
 
 
-def _noisy(cfg: ChipConfig, chip: Chip) -> bool:
-    dev = any(xb.read_noise_rel > 0 for xb in chip.crossbars.values())
-    return cfg.noise_std > 0 or cfg.read_noise_std > 0 or dev
-
-
 def settle(
     chip: Chip,
     x: Float[Array, "m n0"],
@@ -237,8 +232,7 @@ def settle(
     **Raises:** ``ValueError`` if the chip is noisy and ``key`` is ``None``.
     """
     cfg = chip.config
-    noisy = _noisy(cfg, chip)
-    if noisy and key is None:
+    if chip.noisy and key is None:
         raise ValueError("this chip has neuron or read noise: settle needs a PRNG key")
     reads = prepare_reads(chip)
     cplx = jnp.iscomplexobj(beta) or any(jnp.iscomplexobj(s) for s in init)

@@ -68,16 +68,16 @@ def normalised_scale_S(card: DeviceCard) -> float:
 def _gamma_draw(card: DeviceCard, key: PRNGKeyArray, shape: tuple[int, ...]) -> tuple[Array, Array]:
     resp = card.response
     k_up, k_down = jr.split(key)
-    zeros = jnp.zeros(shape)
+    zeros = jnp.zeros(shape, jnp.float32)
     model = resp.model
     if model == "linear_step":
-        up = jnp.abs(resp.gamma_up + resp.gamma_up_dtod * jr.normal(k_up, shape))
-        down = jnp.abs(resp.gamma_down + resp.gamma_down_dtod * jr.normal(k_down, shape))
+        up = jnp.abs(resp.gamma_up + resp.gamma_up_dtod * jr.normal(k_up, shape, dtype=jnp.float32))
+        down = jnp.abs(resp.gamma_down + resp.gamma_down_dtod * jr.normal(k_down, shape, dtype=jnp.float32))
         return up, down
     if model == "pow_step":
         # gamma^d = gamma (1 + d beta + sigma_gamma xi), beta = pow_up_down + dtod xi (relative).
-        beta = resp.pow_up_down + resp.pow_up_down_dtod * jr.normal(k_up, shape)
-        xi = resp.pow_gamma_dtod * jr.normal(k_down, shape)
+        beta = resp.pow_up_down + resp.pow_up_down_dtod * jr.normal(k_up, shape, dtype=jnp.float32)
+        xi = resp.pow_gamma_dtod * jr.normal(k_down, shape, dtype=jnp.float32)
         return resp.pow_gamma * (1.0 + beta + xi), resp.pow_gamma * (1.0 - beta + xi)
     if model == "soft_bounds":
         return zeros + 1.0, zeros + 1.0
@@ -98,24 +98,24 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     keys = jr.split(key, 8)
     resp = card.response
     if isinstance(resp, IdealResponse):
-        b_min_S = jnp.full(shape, g_min_S)
-        b_max_S = jnp.full(shape, g_max_S)
-        dw_up_S = dw_down_S = jnp.zeros(shape)
+        b_min_S = jnp.full(shape, g_min_S, jnp.float32)
+        b_max_S = jnp.full(shape, g_max_S, jnp.float32)
+        dw_up_S = dw_down_S = jnp.zeros(shape, jnp.float32)
     else:
-        w_max = resp.w_max * (1.0 + resp.w_max_dtod * jr.normal(keys[0], shape))
-        w_min = resp.w_min * (1.0 + resp.w_min_dtod * jr.normal(keys[1], shape))
+        w_max = resp.w_max * (1.0 + resp.w_max_dtod * jr.normal(keys[0], shape, dtype=jnp.float32))
+        w_min = resp.w_min * (1.0 + resp.w_min_dtod * jr.normal(keys[1], shape, dtype=jnp.float32))
         # A bound may not cross zero (aihwkit's consistency rule), nor go below 0 siemens.
         w_max = jnp.maximum(w_max, 0.0)
         w_min = jnp.minimum(w_min, 0.0)
         b_max_S = g_min_S + (w_max - resp.w_min) * scale_S
         b_min_S = jnp.maximum(g_min_S + (w_min - resp.w_min) * scale_S, 0.0)
-        xi = jr.normal(keys[2], shape)
+        xi = jr.normal(keys[2], shape, dtype=jnp.float32)
         gain = (
             jnp.exp(resp.dw_min_dtod * xi)
             if resp.dw_min_dtod_log_normal
             else 1.0 + resp.dw_min_dtod * xi
         )
-        r = resp.up_down_dtod * jr.normal(keys[3], shape)
+        r = resp.up_down_dtod * jr.normal(keys[3], shape, dtype=jnp.float32)
         up_bias = min(resp.up_down, 0.0)
         down_bias = -max(resp.up_down, 0.0)
         dw_up_S = jnp.abs(up_bias + gain + r) * resp.dw_min * scale_S
@@ -123,7 +123,7 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     gamma_up, gamma_down = _gamma_draw(card, keys[4], shape)
 
     faults = card.faults
-    u = jr.uniform(keys[5], shape)
+    u = jr.uniform(keys[5], shape, dtype=jnp.float32)
     off = u < faults.stuck_off_prob
     on = (u >= faults.stuck_off_prob) & (u < faults.stuck_off_prob + faults.stuck_on_prob)
     rnd = (u >= faults.stuck_off_prob + faults.stuck_on_prob) & (
@@ -133,7 +133,7 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     stuck_at_S = jnp.where(
         on,
         g_max_S,
-        jnp.where(rnd, g_min_S + (g_max_S - g_min_S) * jr.uniform(keys[6], shape), g_min_S),
+        jnp.where(rnd, g_min_S + (g_max_S - g_min_S) * jr.uniform(keys[6], shape, dtype=jnp.float32), g_min_S),
     )
     # A stuck device has a zero-width range: clipping to its bounds pins it.
     b_min_S = jnp.where(stuck, stuck_at_S, b_min_S)
@@ -142,10 +142,10 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     dw_down_S = jnp.where(stuck, 0.0, dw_down_S)
 
     if card.drift is not None:
-        nu = card.drift.nu * (1.0 + card.drift.nu_dtod * jr.normal(keys[7], shape))
+        nu = card.drift.nu * (1.0 + card.drift.nu_dtod * jr.normal(keys[7], shape, dtype=jnp.float32))
         nu = jnp.maximum(nu, 0.0)
     else:
-        nu = jnp.zeros(shape)
+        nu = jnp.zeros(shape, jnp.float32)
     f32 = jnp.float32
     return DeviceArray(
         b_min_S=b_min_S.astype(f32),
@@ -192,7 +192,7 @@ def program_conductance(
         if key is None:
             raise ValueError(f"card {card.name!r} has program_noise_rel > 0: a key is required")
         span_S = card.conductance.g_max_S - card.conductance.g_min_S
-        g_S = g_S + card.program_noise_rel * span_S * jr.normal(key, jnp.shape(g_S))
+        g_S = g_S + card.program_noise_rel * span_S * jr.normal(key, jnp.shape(g_S), dtype=jnp.float32)
     g_S = quantise_levels(g_S, card)
     g_S = jnp.clip(g_S, devices.b_min_S, devices.b_max_S)
     return jax.lax.stop_gradient(g_S).astype(jnp.float32)

@@ -16,7 +16,9 @@ class SpecModel(BaseModel):
     items stay strict.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class FieldError(ValueError):

@@ -79,7 +79,7 @@ def random_batch(
 ) -> tuple[jax.Array, jax.Array]:
     """Uniform inputs in ``[0, 1)`` ``(batch, n_in)`` and one-hot random targets."""
     kx, ky = jr.split(key)
-    x = jr.uniform(kx, (batch, n_in))
+    x = jr.uniform(kx, (batch, n_in), dtype=jnp.float32)
     y = jax.nn.one_hot(jr.randint(ky, (batch,), 0, classes), classes)
     return x, y
 
@@ -111,9 +111,7 @@ def gradcheck(
     - ``inputs``: ``(x (B, n_0), y one-hot (B, classes))`` instead of random inputs.
     """
     t0 = time.perf_counter()
-    spec = with_overrides(
-        circuit.spec, noise=noise, free_steps=free_steps, nudge_steps=nudge_steps
-    )
+    spec = with_overrides(circuit.spec, noise=noise, free_steps=free_steps, nudge_steps=nudge_steps)
     chip, _ = fabricate(spec, dict(circuit.devices), spec.seed)
     cfg = chip.config
     key = jr.PRNGKey(seed)
@@ -126,8 +124,10 @@ def gradcheck(
     if jax.config.jax_enable_x64:
         x, y = x.astype(jnp.float64), y.astype(jnp.float64)
     x = dac(chip, x)
-    noisy = spec.neuron.noise_std > 0 or spec.periphery.read_noise_std > 0 or any(
-        c.read_noise_rel > 0 for c in circuit.devices.values()
+    noisy = (
+        spec.neuron.noise_std > 0
+        or spec.periphery.read_noise_std > 0
+        or any(c.read_noise_rel > 0 for c in circuit.devices.values())
     )
     k_free = k_free if noisy else None
     k_nudge = k_nudge if noisy else None

@@ -1,0 +1,170 @@
+"""Fabrication, settling and nudge schedules of the emulated chip."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from analog_hep.emulator import dac, fabricate, free_phase, measure, nudge_phases, settle
+from analog_hep.hep import circle_betas
+from analog_hep.spec import load_circuit, load_device
+
+
+def _with(spec, **updates):
+    """Copy of a circuit spec with nested fields replaced: ``neuron={"noise_std": 0.1}``."""
+    up = {k: getattr(spec, k).model_copy(update=v) for k, v in updates.items()}
+    return spec.model_copy(update=up)
+
+
+def _leaves_equal(a, b) -> bool:
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+
+
+def test_same_seed_bitwise_same_chip(toy):
+    a, _ = fabricate(toy.spec, dict(toy.devices), 3)
+    b, _ = fabricate(toy.spec, dict(toy.devices), 3)
+    c, _ = fabricate(toy.spec, dict(toy.devices), 4)
+    assert _leaves_equal(a, b)
+    assert not _leaves_equal(a, c)
+
+
+def test_ideal_chip_holds_its_initial_weights(toy):
+    chip, clipped = fabricate(toy.spec, dict(toy.devices), 0)
+    assert set(chip.crossbars) == {"W0", "W1", "readout"}
+    w, b = chip.crossbars["W0"].weights()
+    assert w.shape == (4, 6) and b.shape == (4,)
+    # init std 0.5: a 4x6 draw has a sample std well within (0.25, 0.8)
+    assert 0.25 < float(jnp.std(w)) < 0.8
+    assert clipped == {"W0": 0, "W1": 0, "readout": 0}
+
+
+def test_mismatch_statistics_follow_the_spec_across_seeds(toy):
+    """Per-neuron gain/offset and read-direction gain mismatch have the asked std.
+
+    100 seeds x 8 neurons = 800 draws: the sample std of a N(0, s^2) draw is within
+    5 % of s with probability > 0.99 (std error s / sqrt(2 n) = 2.5 %).
+    """
+    spec = _with(
+        toy.spec,
+        neuron={"gain_mismatch_rel": 0.1, "offset_mismatch": 0.05},
+        periphery={"forward_gain_mismatch_rel": 0.02, "transpose_gain_mismatch_rel": 0.03},
+    )
+    gains, offs, fwd, bwd = [], [], [], []
+    for seed in range(100):
+        chip, _ = fabricate(spec, dict(toy.devices), seed)
+        gains += [np.asarray(g) for g in chip.neuron_gain]
+        offs += [np.asarray(o) for o in chip.neuron_offset]
+        fwd.append(np.asarray(chip.crossbars["W1"].forward_gain))
+        bwd.append(np.asarray(chip.crossbars["W1"].transpose_gain))
+    for draws, mean, std in ((gains, 1.0, 0.1), (offs, 0.0, 0.05), (fwd, 1.0, 0.02), (bwd, 1.0, 0.03)):
+        d = np.concatenate(draws)
+        assert abs(d.std() / std - 1) < 0.05 * 2, (std, d.std())
+        assert abs(d.mean() - mean) < 4 * std / np.sqrt(d.size)
+
+
+def test_stuck_faults_and_device_spread_follow_the_card(toy, tmp_path):
+    """A card with 10 % stuck devices and 20 % bound spread, over a 1000-device sample."""
+    import yaml
+
+    card = load_device("ideal").model_dump()
+    card.update(
+        name="faulty",
+        response={"model": "soft_bounds", "dw_min": 0.01, "w_min": -1.0, "w_max": 1.0,
+                  "w_max_dtod": 0.2, "w_min_dtod": 0.2},
+        faults={"stuck_off_prob": 0.05, "stuck_on_prob": 0.05},
+    )
+    path = tmp_path / "faulty.yaml"
+    path.write_text(yaml.safe_dump(card))
+    faulty = load_device(path)
+    from analog_hep.physics._device_array import draw_devices
+
+    dev = draw_devices(faulty, (2, 100, 50), key=jax.random.PRNGKey(0))
+    n = dev.stuck.size
+    frac = float(jnp.mean(dev.stuck))
+    assert abs(frac - 0.10) < 4 * np.sqrt(0.1 * 0.9 / n)
+    ok = ~np.asarray(dev.stuck)
+    span = faulty.conductance.g_max_S - faulty.conductance.g_min_S
+    # b_max = g_min + (1 + 0.2 xi + 1) span / 2: relative spread of (b_max - mid) is 0.2
+    rel = (np.asarray(dev.b_max_S)[ok] - (faulty.conductance.g_min_S + span / 2)) / (span / 2)
+    assert abs(rel.std() - 0.2) < 0.01 and abs(rel.mean() - 1.0) < 0.01
+    stuck_vals = np.asarray(dev.b_min_S)[~ok]
+    assert set(np.unique(stuck_vals)) <= {faulty.conductance.g_min_S, np.float32(faulty.conductance.g_max_S)}
+
+
+def test_settle_state_layout_is_stable_through_scan(toy):
+    chip, _ = fabricate(toy.spec, dict(toy.devices), 0)
+    x = jnp.full((3, 6), 0.5)
+    y = jnp.eye(4)[:3]
+    init = tuple(jnp.zeros((3, n)) for n in (4, 4))
+    out = settle(chip, x, y, jnp.zeros(3), init, steps=5, key=None)
+    assert [s.shape for s in out.states] == [(3, 6), (3, 4), (3, 4)]
+    assert all(s.dtype == jnp.float32 for s in out.states)
+    out_c = settle(chip, x, y, jnp.full(3, 0.1 + 0.1j), init, steps=5, key=None)
+    assert all(s.dtype == jnp.complex64 for s in out_c.states[1:])
+    assert out.residual.shape == (3,) and out.logits.shape == (3, 4)
+
+
+def test_noisy_chip_requires_a_key(toy):
+    spec = _with(toy.spec, neuron={"noise_std": 0.01})
+    chip, _ = fabricate(spec, dict(toy.devices), 0)
+    with pytest.raises(ValueError, match="PRNG key"):
+        free_phase(chip, jnp.zeros((2, 6)), steps=3, key=None)
+
+
+def test_conjugate_symmetry_matches_full_solve(toy):
+    """Noise off: settling only N/2+1 points equals settling all N (the mirror points are
+    conjugates): each point checked against settling it on its own."""
+    chip, _ = fabricate(toy.spec, dict(toy.devices), 0)
+    x = dac(chip, jnp.linspace(0, 1, 12).reshape(2, 6))
+    y = jnp.eye(4)[:2]
+    free = free_phase(chip, x, steps=200, key=None)
+    betas = circle_betas(0.3, 6)
+    pts = nudge_phases(chip, free, y, betas, steps=200, start="free", key=None)
+    for k, bt in enumerate(betas):
+        one = nudge_phases(chip, free, y, (bt, 0.05), steps=200, start="free", key=None)
+        np.testing.assert_allclose(pts.states[-1][k], one.states[-1][0], atol=2e-6)
+    np.testing.assert_allclose(pts.states[1][1], jnp.conj(pts.states[1][5]), atol=1e-7)
+
+
+def test_dac_and_adc_quantise(toy):
+    spec = _with(toy.spec, periphery={"dac_bits": 2, "adc_bits": 3})
+    chip, _ = fabricate(spec, dict(toy.devices), 0)
+    x = dac(chip, jnp.array([[0.0, 0.1, 0.4, 0.6, 0.9, 1.3]]))
+    np.testing.assert_allclose(x, [[0.0, 0.0, 1 / 3, 2 / 3, 1.0, 1.0]], atol=1e-6)
+    free = measure(chip, free_phase(chip, x, steps=50, key=None))
+    levels = np.asarray(free.states[1]) * 7
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+
+
+def test_clipped_weights_are_reported(toy):
+    spec = _with(toy.spec)
+    xb = spec.crossbars.model_copy(
+        update={"default": spec.crossbars.default.model_copy(
+            update={"mapping": spec.crossbars.default.mapping.model_copy(update={"w_max": 0.5})})}
+    )
+    chip, clipped = fabricate(spec.model_copy(update={"crossbars": xb}), dict(toy.devices), 0)
+    assert clipped["W0"] > 0
+    w, _ = chip.crossbars["W0"].weights()
+    assert float(jnp.max(jnp.abs(w))) <= 0.5 + 1e-5
+
+
+def test_one_sided_and_balanced_mappings_agree_on_an_ideal_chip(toy):
+    one = _with(toy.spec)
+    xb = one.crossbars.model_copy(
+        update={"default": one.crossbars.default.model_copy(
+            update={"mapping": one.crossbars.default.mapping.model_copy(update={"scheme": "one_sided"})})}
+    )
+    a, _ = fabricate(one.model_copy(update={"crossbars": xb}), dict(toy.devices), 0)
+    b, _ = fabricate(toy.spec, dict(toy.devices), 0)
+    np.testing.assert_allclose(a.crossbars["W1"].weights()[0], b.crossbars["W1"].weights()[0], atol=1e-5)
+    assert float(jnp.min(a.crossbars["W1"].g_minus_S)) == 0.0
+
+
+def test_loaded_circuits_fabricate(toy):
+    for name in ("toy", "mnist_mlp"):
+        c = load_circuit(name)
+        chip, _ = fabricate(c.spec, dict(c.devices), c.spec.seed)
+        assert chip.config.layers == c.spec.layers
