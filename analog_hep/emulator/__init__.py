@@ -10,6 +10,7 @@ from ._chip import Chip as Chip
 from ._chip import ChipConfig as ChipConfig
 from ._chip import Crossbar as Crossbar
 from ._chip import fabricate as fabricate
+from ._driver import EmulatorDriver as EmulatorDriver
 from ._ground_truth import GroundTruth as GroundTruth
 from ._ground_truth import ground_truth as ground_truth
 from ._phases import Points as Points

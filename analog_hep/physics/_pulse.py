@@ -93,9 +93,7 @@ def _safe_div(num: Array, den: Array) -> Array:
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
-def _factors(
-    card: DeviceCard, devices: DeviceArray, w: Array
-) -> tuple[Array, Array, Array | None]:
+def _factors(card: DeviceCard, devices: DeviceArray, w: Array) -> tuple[Array, Array, Array | None]:
     """State factors ``(f_up, f_down, extra_noise)`` of the card's model at normalised ``w``.
 
     ``extra_noise`` is the state-dependent additive part of ExpStep's complex noise,
@@ -133,7 +131,7 @@ def _factors(
     if model == "pow_step":
         span = bw_max - bw_min
         omega = jnp.clip(_safe_div(bw_max - w, span), 0.0, 1.0)
-        f_up = jnp.where(span > 0.0, omega ** devices.gamma_up, 0.0)
+        f_up = jnp.where(span > 0.0, omega**devices.gamma_up, 0.0)
         f_down = jnp.where(span > 0.0, (1.0 - omega) ** devices.gamma_down, 0.0)
         return f_up, f_down, None
     if model == "piecewise":
@@ -209,9 +207,7 @@ def pulse_noise_S(
 ) -> Float[Array, "*shape"]:
     """Standard deviation (S) of the cycle-to-cycle noise of one pulse, per device."""
     _require_pulsed(card, "pulse_noise_S")
-    _, noise_S = _step_terms(
-        card, devices, g_S.astype(_F32), jnp.asarray(direction).astype(_F32)
-    )
+    _, noise_S = _step_terms(card, devices, g_S.astype(_F32), jnp.asarray(direction).astype(_F32))
     return noise_S
 
 

@@ -24,8 +24,10 @@ __all__ = [
     "InitSpec",
     "MappingSpec",
     "NeuronSpec",
+    "OptimizerSpec",
     "PeripherySpec",
     "ReadoutSpec",
+    "TrainingSpec",
 ]
 
 NonNeg = Annotated[float, Field(ge=0.0)]
@@ -157,6 +159,13 @@ class PeripherySpec(SpecModel):
     )
     forward_gain_mismatch_rel: NonNeg = 0.0
     transpose_gain_mismatch_rel: NonNeg = 0.0
+    update_mode: Literal["stochastic", "expected", "pulse_count"] = Field(
+        default="stochastic",
+        description="how the pulse generator realises an outer-product update (RPU scheme)",
+    )
+    bit_length: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=31, description="pulse slots per update (aihwkit's default BL is 31)"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> PeripherySpec:
@@ -232,6 +241,41 @@ class DynamicsSpec(SpecModel):
         )
 
 
+class OptimizerSpec(SpecModel):
+    """The digital side of learning: optax SGD with optional momentum and schedule.
+
+    ``lr`` multiplies the gradient estimate (dimensionless weights per unit gradient);
+    ``schedule``: ``constant`` or ``cosine`` (decays to 0 over the run).
+    """
+
+    name: Literal["sgd"]
+    lr: Pos
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    schedule: Literal["constant", "cosine"]
+
+
+class TrainingSpec(SpecModel):
+    """How ``analog-hep train`` trains this chip (command-line options override these).
+
+    ``method``: ``hep`` (``points`` on a circle of radius ``beta``), ``symmetric`` (N=2),
+    ``classic`` (one real ``beta``) or ``online`` (the nudge rotates around the circle for
+    ``online_periods`` periods of ``points`` samples, each ``online_steps`` settle steps,
+    without resetting the state). ``residual_tol``: states whose settle residual exceeds it
+    are not used for learning.
+    """
+
+    method: Literal["hep", "classic", "symmetric", "online"]
+    points: PosInt
+    beta: Pos
+    batch: PosInt
+    epochs: PosInt
+    optimizer: OptimizerSpec
+    residual_tol: Pos
+    online_periods: PosInt = 3
+    online_steps: PosInt = 10
+    update: Literal["auto", "outer_product", "program"] = "auto"
+
+
 class CircuitSpec(SpecModel):
     """A whole chip: ``layers[0]`` inputs, then neuron layers, then the readout."""
 
@@ -244,6 +288,7 @@ class CircuitSpec(SpecModel):
     crossbars: CrossbarsSpec
     periphery: PeripherySpec = PeripherySpec()
     dynamics: DynamicsSpec
+    training: TrainingSpec | None = None
 
     @model_validator(mode="after")
     def _shapes(self) -> CircuitSpec:

@@ -372,6 +372,22 @@ def _least_squares(
     return _Fit(res.x, stderr, r, model.predict(res.x, g, d))
 
 
+def _best_fit(
+    model: _Model, theta0: np.ndarray, g: np.ndarray, d: np.ndarray, dg: np.ndarray, kind: str
+) -> _Fit:
+    """Least squares from ``theta0``; exp_step also from several curvatures (non-convex)."""
+    starts = [theta0]
+    if kind == "exp_step":
+        for gam in (0.5, 2.0, 4.0, 8.0):
+            for amp in (0.05, 0.3, -0.3):
+                t = theta0.copy()
+                t[[1, 4]] = amp
+                t[[2, 5]] = gam
+                starts.append(t)
+    fits = [_least_squares(model, t, g, d, dg) for t in starts]
+    return min(fits, key=lambda f: float(f.residual @ f.residual))
+
+
 # ----------------------------------------------------------------------------- result
 
 
@@ -487,9 +503,42 @@ def fit_device(
     if not hi > lo:
         raise SpecError(f"{data.path}: degenerate conductance range [{lo}, {hi}]")
     mdl = _model(model, lo, hi, nodes)
-    pooled = _least_squares(mdl, _initial(model, gi, d, dgi, nodes), gi, d, dgi)
-    th, se = pooled.theta, pooled.stderr
+    pooled = _best_fit(mdl, _initial(model, gi, d, dgi, nodes), gi, d, dgi, model)
     rms_S = float(np.sqrt(np.mean(pooled.residual**2))) * unit
+
+    # Per-device fits (same model, from the pooled parameters). Piecewise tables span each
+    # device's own bounds; the other models use the card's common normalisation.
+    thetas_l, errs_l, res_l, pred_l, used_l = [], [], [], [], []
+    if data.n_devices > 1:
+        for i in range(data.n_devices):
+            m = dev == i
+            if min(int((d[m] == 1).sum()), int((d[m] == -1).sum())) < min_steps_per_device:
+                continue
+            mdl_i = (
+                _model(model, float(lo_dev[i]), float(hi_dev[i]), nodes)
+                if (model == "piecewise")
+                else mdl
+            )
+            fi = _least_squares(mdl_i, pooled.theta, gi[m], d[m], dgi[m])
+            thetas_l.append(fi.theta)
+            errs_l.append(fi.stderr)
+            res_l.append(fi.residual)
+            pred_l.append(fi.predicted)
+            used_l.append(i)
+        if len(used_l) < 2:
+            warnings.append(
+                f"fewer than two devices have {min_steps_per_device} steps in each direction: "
+                "no device-to-device spread estimated"
+            )
+    per_device = len(used_l) >= 2
+    th, se = pooled.theta, pooled.stderr
+    if per_device and model in ("soft_bounds", "linear_step"):
+        # The mean device of the d2d model is the mean of the devices' parameters (a pooled
+        # fit of heterogeneous devices is biased); its uncertainty is the spread over
+        # devices / sqrt(n).
+        thetas = np.stack(thetas_l)
+        th = thetas.mean(axis=0)
+        se = thetas.std(axis=0, ddof=1) / math.sqrt(thetas.shape[0])
 
     if model == "soft_bounds":
         lo, hi = float(th[3]), float(th[2])
@@ -507,18 +556,17 @@ def fit_device(
         g_min_S = 0.0
     scale = (hi - lo) / 2.0  # internal units per normalised unit
 
-    # Per-direction steps (normalised) of the pooled fit and their standard errors.
+    # Per-direction steps (normalised) and their standard errors.
     params: dict[str, float] = {}
     stderr: dict[str, float] = {}
+    i_dn = {"soft_bounds": 1, "linear_step": 2, "exp_step": 3, "piecewise": 0}[model]
     if model == "soft_bounds":
         dw_up, dw_dn, se_up, se_dn = th[0], th[1], se[0], se[1]
     elif model in ("linear_step", "exp_step"):
-        i_dn = 2 if model == "linear_step" else 3
         dw_up, dw_dn = th[0] / scale, th[i_dn] / scale
         se_up, se_dn = se[0] / scale, se[i_dn] / scale
     else:
-        mean_node = float(np.mean(th))
-        dw_up = dw_dn = mean_node / scale
+        dw_up = dw_dn = float(np.mean(th)) / scale
         se_up = se_dn = float(np.sqrt(np.mean(se**2)) / math.sqrt(th.shape[0])) / scale
     dw_min, up_down = _up_down(float(dw_up), float(dw_dn))
     params["dw_min"] = dw_min
@@ -526,6 +574,11 @@ def fit_device(
     params["up_down"] = up_down
     rel = math.hypot(se_up / max(dw_up, 1e-300), se_dn / max(dw_dn, 1e-300))
     stderr["up_down"] = float(abs(1.0 - abs(up_down)) * rel)
+    if per_device and model in ("soft_bounds", "linear_step"):
+        # Per-device asymmetries: keeps the correlation of a device's up and down steps.
+        sc = 1.0 if model == "soft_bounds" else scale
+        ud_i = [_up_down(float(t[0] / sc), float(t[i_dn] / sc))[1] for t in thetas_l]
+        stderr["up_down"] = float(np.std(ud_i, ddof=1) / math.sqrt(len(ud_i)))
     params["g_min_S"], params["g_max_S"] = g_min_S, g_max_S
     if model == "soft_bounds":
         stderr["g_min_S"], stderr["g_max_S"] = float(se[3] * unit), float(se[2] * unit)
@@ -539,79 +592,56 @@ def fit_device(
     if model == "exp_step":
         for k, i in (("A_up", 1), ("gamma_up", 2), ("A_down", 4), ("gamma_down", 5)):
             params[k], stderr[k] = float(th[i]), float(se[i])
+    up_tab: list[float] = []
+    dn_tab: list[float] = []
     if model == "piecewise":
         norm = dw_min * scale
         up_tab = [float(v / norm) for v in th[:nodes]]
         dn_tab = [float(v / norm) for v in th[nodes:]]
         for k in range(nodes):
-            params[f"piecewise_up[{k}]"], stderr[f"piecewise_up[{k}]"] = (
-                up_tab[k],
-                float(se[k] / norm),
-            )
+            params[f"piecewise_up[{k}]"] = up_tab[k]
+            stderr[f"piecewise_up[{k}]"] = float(se[k] / norm)
         for k in range(nodes):
-            params[f"piecewise_down[{k}]"], stderr[f"piecewise_down[{k}]"] = (
-                dn_tab[k],
-                float(se[nodes + k] / norm),
-            )
+            params[f"piecewise_down[{k}]"] = dn_tab[k]
+            stderr[f"piecewise_down[{k}]"] = float(se[nodes + k] / norm)
         params["up_down"], stderr["up_down"] = 0.0, float("nan")
 
-    # Device-to-device spreads and c2c from per-device fits.
+    # Device-to-device spreads and c2c noise.
     d2d = {"dw_min_dtod": 0.0, "up_down_dtod": 0.0, "w_min_dtod": 0.0, "w_max_dtod": 0.0}
     res_all, pred_all = pooled.residual, pooled.predicted
-    if data.n_devices > 1:
-        rows: list[tuple[np.ndarray, np.ndarray]] = []
-        res_l, pred_l, used_l = [], [], []
-        for i in range(data.n_devices):
-            m = dev == i
-            if min(int((d[m] == 1).sum()), int((d[m] == -1).sum())) < min_steps_per_device:
-                continue
-            used_l.append(i)
-            mdl_i = mdl
-            if hard:
-                mdl_i = _model(model, float(lo_dev[i]), float(hi_dev[i]), nodes)
-            fi = _least_squares(mdl_i, th, gi[m], d[m], dgi[m])
-            rows.append((fi.theta, fi.stderr))
-            res_l.append(fi.residual)
-            pred_l.append(fi.predicted)
-        if len(rows) >= 2:
-            res_all, pred_all = np.concatenate(res_l), np.concatenate(pred_l)
-            thetas = np.stack([r[0] for r in rows])
-            errs = np.stack([r[1] for r in rows])
-            if model == "soft_bounds":
-                up_i, dn_i = thetas[:, 0], thetas[:, 1]
-                eu, ed = errs[:, 0], errs[:, 1]
-                w_hi = -1.0 + 2.0 * (thetas[:, 2] - lo) / (hi - lo)
-                w_lo = -1.0 + 2.0 * (thetas[:, 3] - lo) / (hi - lo)
-                d2d["w_max_dtod"] = _corrected_std(w_hi, 2.0 * errs[:, 2] / (hi - lo))
-                d2d["w_min_dtod"] = _corrected_std(w_lo, 2.0 * errs[:, 3] / (hi - lo))
-            else:
-                if model == "piecewise":
-                    up_i = dn_i = thetas.mean(axis=1) / scale
-                    eu = ed = np.sqrt((errs**2).mean(axis=1) / thetas.shape[1]) / scale
-                else:
-                    i_dn = 2 if model == "linear_step" else 3
-                    up_i, dn_i = thetas[:, 0] / scale, thetas[:, i_dn] / scale
-                    eu, ed = errs[:, 0] / scale, errs[:, i_dn] / scale
-                used = np.asarray(used_l, dtype=np.int64)
-                w_hi = -1.0 + 2.0 * (hi_dev[used] - lo) / (hi - lo)
-                w_lo = -1.0 + 2.0 * (lo_dev[used] - lo) / (hi - lo)
-                d2d["w_max_dtod"] = float(np.std(w_hi, ddof=1))
-                d2d["w_min_dtod"] = float(np.std(w_lo, ddof=1))
-            up_bias, dn_bias = min(up_down, 0.0), -max(up_down, 0.0)
-            gain = (up_i + dn_i) / (2.0 * dw_min) - (up_bias + dn_bias) / 2.0
-            r_i = (up_i - dn_i) / (2.0 * dw_min) - (up_bias - dn_bias) / 2.0
-            e_g = np.hypot(eu, ed) / (2.0 * dw_min)
-            d2d["dw_min_dtod"] = _corrected_std(gain, e_g)
-            if model != "piecewise":
-                d2d["up_down_dtod"] = _corrected_std(r_i, e_g)
-            if model == "linear_step":
-                d2d["gamma_up_dtod"] = _corrected_std(thetas[:, 1], errs[:, 1])
-                d2d["gamma_down_dtod"] = _corrected_std(thetas[:, 3], errs[:, 3])
+    if per_device:
+        res_all, pred_all = np.concatenate(res_l), np.concatenate(pred_l)
+        thetas = np.stack(thetas_l)
+        errs = np.stack(errs_l)
+        used = np.asarray(used_l, dtype=np.int64)
+        if model == "soft_bounds":
+            up_i, dn_i, eu, ed = thetas[:, 0], thetas[:, 1], errs[:, 0], errs[:, 1]
+            w_hi = -1.0 + 2.0 * (thetas[:, 2] - lo) / (hi - lo)
+            w_lo = -1.0 + 2.0 * (thetas[:, 3] - lo) / (hi - lo)
+            d2d["w_max_dtod"] = _corrected_std(w_hi, 2.0 * errs[:, 2] / (hi - lo))
+            d2d["w_min_dtod"] = _corrected_std(w_lo, 2.0 * errs[:, 3] / (hi - lo))
         else:
-            warnings.append(
-                f"fewer than two devices have {min_steps_per_device} steps in each direction: "
-                "no device-to-device spread estimated"
-            )
+            if model == "piecewise":
+                # Each device's table spans its own bounds: its mean node is its step gain.
+                sc_i = (hi_dev[used] - lo_dev[used]) / 2.0
+                up_i = dn_i = thetas.mean(axis=1) / sc_i
+                eu = ed = np.sqrt((errs**2).mean(axis=1) / thetas.shape[1]) / sc_i
+            else:
+                up_i, dn_i = thetas[:, 0] / scale, thetas[:, i_dn] / scale
+                eu, ed = errs[:, 0] / scale, errs[:, i_dn] / scale
+            # Hard bounds: each device's extreme reads (meaningful when it was saturated).
+            d2d["w_max_dtod"] = float(np.std(-1.0 + 2.0 * (hi_dev[used] - lo) / (hi - lo), ddof=1))
+            d2d["w_min_dtod"] = float(np.std(-1.0 + 2.0 * (lo_dev[used] - lo) / (hi - lo), ddof=1))
+        up_bias, dn_bias = min(up_down, 0.0), -max(up_down, 0.0)
+        gain = (up_i + dn_i) / (2.0 * dw_min) - (up_bias + dn_bias) / 2.0
+        r_i = (up_i - dn_i) / (2.0 * dw_min) - (up_bias - dn_bias) / 2.0
+        e_g = np.hypot(eu, ed) / (2.0 * dw_min)
+        d2d["dw_min_dtod"] = _corrected_std(gain, e_g)
+        if model != "piecewise":
+            d2d["up_down_dtod"] = _corrected_std(r_i, e_g)
+        if model == "linear_step":
+            d2d["gamma_up_dtod"] = _corrected_std(thetas[:, 1], errs[:, 1])
+            d2d["gamma_down_dtod"] = _corrected_std(thetas[:, 3], errs[:, 3])
     dw_min_std = _c2c(res_all, pred_all)
 
     response: dict[str, Any] = {

@@ -1,0 +1,306 @@
+"""The in-process emulator driver: the emulated chip behind the driver contract.
+
+It registers itself in the ``analog_hep.drivers`` entry-point group as ``emulator``, exactly
+as a lab's chip driver would. Arrays stay JAX arrays (on the accelerator, when there is one)
+between calls; each call is one compiled program over the whole batch and all nudge points.
+Noise and pulse keys come from ``fold_in(PRNGKey(seed), call_counter)``; the counter is part
+of the checkpointed state, so a resumed run draws the same noise as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from ..drivers._protocol import (
+    Capabilities,
+    ChipDescription,
+    CrossbarInfo,
+    NudgeSchedule,
+    Settled,
+    UpdateReport,
+)
+from ..errors import OutOfRange, SpecError, UnsupportedCapability
+from ..physics import (
+    is_holomorphic,
+    maybe_refresh,
+    normalised_scale_S,
+    outer_product_update,
+    write_verify,
+)
+from ..spec import Circuit
+from ._chip import Chip, fabricate
+from ._phases import dac, free_phase, measure, nudge_phases
+
+__all__ = ["EmulatorDriver"]
+
+
+@eqx.filter_jit
+def _update_pair(card, devices, g_pair, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key):
+    k_upd, k_ref = jr.split(key)
+    g_new, rep = outer_product_update(
+        card, devices, g_pair, cols, rows, lr=lr, g_unit_S=g_unit_S, mode=mode,
+        bit_length=bit_length, key=k_upd,
+    )
+    g_new, _ = maybe_refresh(card, devices, g_new, n_updates, key=k_ref)
+    return g_new, rep
+
+
+@eqx.filter_jit
+def _program_pair(card, devices, g_pair, delta_w, g_unit_S, tolerance_S, max_pulses, key):
+    delta_S = 0.5 * delta_w * g_unit_S
+    target = jnp.stack([g_pair[0] + delta_S, g_pair[1] - delta_S])
+    g_new, rep = write_verify(
+        card, devices, g_pair, target, tolerance_S=tolerance_S, max_pulses=max_pulses, key=key
+    )
+    return g_new, rep
+
+
+class EmulatorDriver:
+    """Drive an emulated chip in process.
+
+    Open it with :meth:`open` (the entry-point factory) or construct it from a loaded
+    circuit. ``options`` (from ``--driver emulator:KEY=VALUE,...``): ``chip_seed`` overrides
+    the circuit's fabrication seed; ``program_max_pulses`` (default 200) is the pulse budget
+    of write-verify programming.
+    """
+
+    name = "emulator"
+
+    def __init__(self, circuit: Circuit, *, seed: int, options: dict[str, str] | None = None):
+        options = dict(options or {})
+        known = {"chip_seed", "program_max_pulses"}
+        unknown = set(options) - known
+        if unknown:
+            raise SpecError(
+                f"--driver emulator: unknown option(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        self.circuit = circuit
+        self.seed = int(seed)
+        self.chip_seed = int(options.get("chip_seed", circuit.spec.seed))
+        self.program_max_pulses = int(options.get("program_max_pulses", 200))
+        self.chip, self.clipped_at_fabrication = fabricate(
+            circuit.spec, dict(circuit.devices), self.chip_seed
+        )
+        self._calls = 0
+        self._updates: dict[str, int] = {n: 0 for n in self.chip.crossbars}
+        self._x: jax.Array | None = None
+        self._y: jax.Array | None = None
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls, circuit: Circuit, *, seed: int, options: dict[str, str] | None = None
+    ) -> EmulatorDriver:
+        """Entry-point factory: ``analog_hep.drivers`` -> ``emulator``."""
+        return cls(circuit, seed=seed, options=options)
+
+    # -- description -------------------------------------------------------------------------
+
+    def describe(self) -> ChipDescription:
+        cfg = self.chip.config
+        xbs = []
+        for i, name in enumerate(cfg.crossbar_names):
+            n_out, n_in = cfg.crossbar_shape(name)
+            post = -1 if name == "readout" else i + 1
+            pre = len(cfg.layers) - 1 if name == "readout" else i
+            xbs.append(
+                CrossbarInfo(name, n_out, n_in, self.chip.crossbars[name].has_bias, pre, post)
+            )
+        dyn = self.circuit.spec.dynamics
+        return ChipDescription(
+            name=cfg.name,
+            driver=self.name,
+            layers=cfg.layers,
+            classes=cfg.classes,
+            loss=cfg.loss,  # type: ignore[arg-type]
+            crossbars=tuple(xbs),
+            capabilities=Capabilities(
+                complex_nudges=is_holomorphic(cfg.activation),
+                previous_start=True,
+                outer_product_update=True,
+                program_delta=True,
+                checkpoint=True,
+            ),
+            free_steps=cfg.free_steps,
+            nudge_steps=cfg.nudge_steps,
+            dt_s=dyn.dt_s if dyn.mode == "continuous" else None,
+            holomorphic=is_holomorphic(cfg.activation),
+            extra={"chip_seed": self.chip_seed, "noisy": self.chip.noisy},
+        )
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnsupportedCapability("this emulator driver is closed")
+
+    def _next_key(self) -> jax.Array:
+        self._calls += 1
+        return jr.fold_in(jr.PRNGKey(self.seed), self._calls)
+
+    def load_inputs(self, x: Any, y: Any | None) -> None:
+        self._check_open()
+        cfg = self.chip.config
+        x = jnp.asarray(x)
+        if x.ndim != 2 or x.shape[1] != cfg.layers[0]:
+            raise OutOfRange(f"inputs must be (batch, {cfg.layers[0]}), found {tuple(x.shape)}")
+        if y is not None:
+            y = jnp.asarray(y, jnp.float32)
+            if y.shape != (x.shape[0], cfg.classes):
+                raise OutOfRange(
+                    f"targets must be (batch, classes) = {(x.shape[0], cfg.classes)}, "
+                    f"found {tuple(y.shape)}"
+                )
+        self._x = dac(self.chip, x.astype(jnp.float32))
+        self._y = y if y is not None else jnp.zeros((x.shape[0], cfg.classes), jnp.float32)
+
+    def run_schedule(self, schedule: NudgeSchedule) -> Settled:
+        self._check_open()
+        if self._x is None or self._y is None:
+            raise UnsupportedCapability("load_inputs must be called before run_schedule")
+        cfg = self.chip.config
+        if schedule.is_complex and not is_holomorphic(cfg.activation):
+            raise UnsupportedCapability(
+                f"activation {cfg.activation!r} is not holomorphic: complex nudges are not "
+                "supported; use real nudges (classic or symmetric EP)"
+            )
+        free_steps = schedule.free_steps or cfg.free_steps
+        nudge_steps = schedule.nudge_steps or cfg.nudge_steps
+        key = self._next_key()
+        k_free, k_nudge = jr.split(key)
+        noisy = self.chip.noisy
+        free = free_phase(self.chip, self._x, steps=free_steps, key=k_free if noisy else None)
+        free_read = measure(self.chip, free)
+        if schedule.betas:
+            pts = nudge_phases(
+                self.chip, free, self._y, tuple(complex(b) for b in schedule.betas),
+                steps=nudge_steps, start=schedule.start, key=k_nudge if noisy else None,
+            )
+            pts = measure(self.chip, pts)  # type: ignore[arg-type]
+            betas, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
+        else:
+            betas = jnp.zeros(0, jnp.complex64)
+            states = tuple(jnp.zeros((0, *s.shape), s.dtype) for s in free.states)
+            logits = None if free.logits is None else jnp.zeros((0, *free.logits.shape))
+            residual = jnp.zeros((0, self._x.shape[0]))
+        return Settled(
+            free_states=free_read.states,
+            free_logits=free_read.logits,
+            free_residual=free.residual,
+            betas=betas,
+            states=states,
+            logits=logits,
+            residual=residual,
+        )
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def _crossbar(self, name: str):
+        if name not in self.chip.crossbars:
+            raise OutOfRange(f"no crossbar {name!r}; this chip has {list(self.chip.crossbars)}")
+        return self.chip.crossbars[name]
+
+    def _set_pair(self, name: str, g_pair: jax.Array) -> None:
+        xb = self.chip.crossbars[name]
+        new = dataclasses.replace(xb, g_plus_S=g_pair[0], g_minus_S=g_pair[1])
+        self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
+
+    def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
+        self._check_open()
+        xb = self._crossbar(name)
+        n_out, n_in1 = xb.g_plus_S.shape
+        rows = jnp.asarray(rows, jnp.float32)
+        cols = jnp.asarray(cols, jnp.float32)
+        if rows.ndim != 2 or cols.ndim != 2 or rows.shape[1] != n_out or cols.shape[1] != n_in1:
+            raise OutOfRange(
+                f"{name}: rows must be (R, {n_out}) and cols (R, {n_in1}), found "
+                f"{tuple(rows.shape)} and {tuple(cols.shape)}"
+            )
+        if rows.shape[0] != cols.shape[0]:
+            raise OutOfRange(f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}")
+        if not xb.has_bias:
+            cols = cols.at[:, -1].set(0.0)
+        self._updates[name] += 1
+        per = self.circuit.spec.periphery
+        g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+        g_new, rep = _update_pair(
+            self.circuit.devices[name], xb.devices, g_pair, cols, rows, jnp.float32(lr),
+            xb.g_unit_S, self._updates[name], per.update_mode, per.bit_length, self._next_key(),
+        )
+        self._set_pair(name, g_new)
+        return UpdateReport(
+            crossbar=name,
+            pulses=int(rep.pulses_applied),
+            clipped_bound=int(rep.n_clipped_bound),
+            clipped_request=int(rep.n_clipped_request),
+            requested_norm=float(rep.requested_norm),
+            realised_norm=float(rep.realised_norm),
+        )
+
+    def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
+        self._check_open()
+        xb = self._crossbar(name)
+        delta_w = jnp.asarray(delta_w, jnp.float32)
+        if delta_w.shape != xb.g_plus_S.shape:
+            raise OutOfRange(f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}")
+        if not xb.has_bias:
+            delta_w = delta_w.at[:, -1].set(0.0)
+        card = self.circuit.devices[name]
+        tolerance_S = 0.5 * max(
+            float(getattr(card.response, "dw_min", 0.0)) * normalised_scale_S(card),
+            1e-6 * (card.conductance.g_max_S - card.conductance.g_min_S),
+        )
+        before = xb.weights()
+        g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+        g_new, rep = _program_pair(
+            card, xb.devices, g_pair, delta_w, xb.g_unit_S, tolerance_S,
+            self.program_max_pulses, self._next_key(),
+        )
+        self._set_pair(name, g_new)
+        after = self.chip.crossbars[name].weights()
+        realised = jnp.concatenate([(after[0] - before[0]).ravel(), (after[1] - before[1]).ravel()])
+        return UpdateReport(
+            crossbar=name,
+            pulses=int(rep.total_pulses),
+            clipped_bound=int(rep.n_failed),
+            clipped_request=0,
+            requested_norm=float(jnp.linalg.norm(delta_w)),
+            realised_norm=float(jnp.linalg.norm(realised)),
+        )
+
+    # -- weights and state -------------------------------------------------------------------
+
+    def read_weights(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {n: (np.asarray(w), np.asarray(b)) for n, (w, b) in self.chip.weights().items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state: dict[str, np.ndarray] = {"calls": np.asarray(self._calls, np.int64)}
+        for n, xb in self.chip.crossbars.items():
+            state[f"{n}/g_plus_S"] = np.asarray(xb.g_plus_S)
+            state[f"{n}/g_minus_S"] = np.asarray(xb.g_minus_S)
+            state[f"{n}/updates"] = np.asarray(self._updates[n], np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._calls = int(state["calls"])
+        for n in self.chip.crossbars:
+            pair = jnp.stack([jnp.asarray(state[f"{n}/g_plus_S"]), jnp.asarray(state[f"{n}/g_minus_S"])])
+            if pair.shape[1:] != self.chip.crossbars[n].g_plus_S.shape:
+                raise OutOfRange(f"checkpoint of crossbar {n!r} has shape {pair.shape[1:]}")
+            self._set_pair(n, pair)
+            self._updates[n] = int(state[f"{n}/updates"])
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def emulated_chip(self) -> Chip:
+        """The emulator's chip pytree (emulator only; the controller never uses it)."""
+        return self.chip
