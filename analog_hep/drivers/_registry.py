@@ -40,9 +40,7 @@ def parse_driver_arg(arg: str) -> tuple[str, dict[str, str]]:
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise SpecError(
-                f"--driver {arg}: expected NAME[:KEY=VALUE,...], found option {item!r}"
-            )
+            raise SpecError(f"--driver {arg}: expected NAME[:KEY=VALUE,...], found option {item!r}")
         options[key.strip()] = value.strip()
     return name, options
 
@@ -51,7 +49,7 @@ def open_driver(arg: str, circuit: Any, *, seed: int) -> Driver:
     """Open the driver named by ``arg`` (``emulator``, ``mychip:port=/dev/ttyUSB0``, ...)."""
     name, options = parse_driver_arg(arg)
     if name == "tcp":
-        from ._remote import RemoteDriver  # noqa: PLC0415  (only when asked for)
+        from ._remote import RemoteDriver
 
         return RemoteDriver.connect(options["address"], circuit=circuit, seed=seed)
     eps = available_drivers()

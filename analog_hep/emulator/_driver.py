@@ -45,8 +45,16 @@ __all__ = ["EmulatorDriver"]
 def _update_pair(card, devices, g_pair, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key):
     k_upd, k_ref = jr.split(key)
     g_new, rep = outer_product_update(
-        card, devices, g_pair, cols, rows, lr=lr, g_unit_S=g_unit_S, mode=mode,
-        bit_length=bit_length, key=k_upd,
+        card,
+        devices,
+        g_pair,
+        cols,
+        rows,
+        lr=lr,
+        g_unit_S=g_unit_S,
+        mode=mode,
+        bit_length=bit_length,
+        key=k_upd,
     )
     g_new, _ = maybe_refresh(card, devices, g_new, n_updates, key=k_ref)
     return g_new, rep
@@ -180,8 +188,13 @@ class EmulatorDriver:
         free_read = measure(self.chip, free)
         if schedule.betas:
             pts = nudge_phases(
-                self.chip, free, self._y, tuple(complex(b) for b in schedule.betas),
-                steps=nudge_steps, start=schedule.start, key=k_nudge if noisy else None,
+                self.chip,
+                free,
+                self._y,
+                tuple(complex(b) for b in schedule.betas),
+                steps=nudge_steps,
+                start=schedule.start,
+                key=k_nudge if noisy else None,
             )
             pts = measure(self.chip, pts)  # type: ignore[arg-type]
             betas, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
@@ -224,15 +237,26 @@ class EmulatorDriver:
                 f"{tuple(rows.shape)} and {tuple(cols.shape)}"
             )
         if rows.shape[0] != cols.shape[0]:
-            raise OutOfRange(f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}")
+            raise OutOfRange(
+                f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}"
+            )
         if not xb.has_bias:
             cols = cols.at[:, -1].set(0.0)
         self._updates[name] += 1
         per = self.circuit.spec.periphery
         g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
         g_new, rep = _update_pair(
-            self.circuit.devices[name], xb.devices, g_pair, cols, rows, jnp.float32(lr),
-            xb.g_unit_S, self._updates[name], per.update_mode, per.bit_length, self._next_key(),
+            self.circuit.devices[name],
+            xb.devices,
+            g_pair,
+            cols,
+            rows,
+            jnp.float32(lr),
+            xb.g_unit_S,
+            jnp.int32(self._updates[name]),
+            per.update_mode,
+            per.bit_length,
+            self._next_key(),
         )
         self._set_pair(name, g_new)
         return UpdateReport(
@@ -249,7 +273,9 @@ class EmulatorDriver:
         xb = self._crossbar(name)
         delta_w = jnp.asarray(delta_w, jnp.float32)
         if delta_w.shape != xb.g_plus_S.shape:
-            raise OutOfRange(f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}")
+            raise OutOfRange(
+                f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}"
+            )
         if not xb.has_bias:
             delta_w = delta_w.at[:, -1].set(0.0)
         card = self.circuit.devices[name]
@@ -260,8 +286,14 @@ class EmulatorDriver:
         before = xb.weights()
         g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
         g_new, rep = _program_pair(
-            card, xb.devices, g_pair, delta_w, xb.g_unit_S, tolerance_S,
-            self.program_max_pulses, self._next_key(),
+            card,
+            xb.devices,
+            g_pair,
+            delta_w,
+            xb.g_unit_S,
+            tolerance_S,
+            self.program_max_pulses,
+            self._next_key(),
         )
         self._set_pair(name, g_new)
         after = self.chip.crossbars[name].weights()
@@ -291,7 +323,9 @@ class EmulatorDriver:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self._calls = int(state["calls"])
         for n in self.chip.crossbars:
-            pair = jnp.stack([jnp.asarray(state[f"{n}/g_plus_S"]), jnp.asarray(state[f"{n}/g_minus_S"])])
+            pair = jnp.stack(
+                [jnp.asarray(state[f"{n}/g_plus_S"]), jnp.asarray(state[f"{n}/g_minus_S"])]
+            )
             if pair.shape[1:] != self.chip.crossbars[n].g_plus_S.shape:
                 raise OutOfRange(f"checkpoint of crossbar {n!r} has shape {pair.shape[1:]}")
             self._set_pair(n, pair)

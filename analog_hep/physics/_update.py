@@ -239,8 +239,11 @@ def outer_product_update(
                 f"outer_product_update(mode={mode!r}) with card {card.name!r} draws noise: "
                 "pass a key"
             )
-        key = jr.PRNGKey(0)  # never used: nothing random is drawn
-    k_trains, k_dev = jr.split(key)
+    n_samples = 1 if mode == "pulse_count" else x.shape[0]
+    if key is None:  # nothing random is drawn: placeholder keys, never used
+        keys = jnp.zeros((n_samples + 1, 2), jnp.uint32)
+    else:
+        keys = jr.split(key, n_samples + 1)  # one for the pulse trains, one per sample
 
     if mode == "pulse_count":
         n_raw = jnp.round(jnp.abs(dw_req) / dw1)
@@ -253,13 +256,11 @@ def outer_product_update(
         if mode == "expected":
             counts = bit_length * pd[:, :, None] * px[:, None, :]
         else:
-            k_rows, k_cols = jr.split(k_trains)
-            batch = x.shape[0]
-            rows = jr.uniform(k_rows, (batch, bit_length, n_out), _F32) < pd[:, None, :]
-            cols = jr.uniform(k_cols, (batch, bit_length, n_in1), _F32) < px[:, None, :]
-            counts = jnp.einsum("bto,bti->boi", rows.astype(_F32), cols.astype(_F32))
-
-    keys = jr.split(k_dev, counts.shape[0])
+            # One draw for the row and column trains (each random-bit site costs compile time).
+            u = jr.uniform(keys[-1], (x.shape[0], bit_length, n_out + n_in1), _F32)
+            rows = (u[:, :, :n_out] < pd[:, None, :]).astype(_F32)
+            cols = (u[:, :, n_out:] < px[:, None, :]).astype(_F32)
+            counts = jnp.einsum("bto,bti->boi", rows, cols)
 
     def one_sample(carry: tuple, inp: tuple) -> tuple[tuple, None]:
         g, hit, pulses = carry
@@ -270,5 +271,5 @@ def outer_product_update(
         return (g, hit | stats.hit_bound, pulses), None
 
     init = (g_old, jnp.zeros(g_old.shape, bool), jnp.int32(0))
-    (g_new, hit, pulses), _ = jax.lax.scan(one_sample, init, (counts, signs, keys))
+    (g_new, hit, pulses), _ = jax.lax.scan(one_sample, init, (counts, signs, keys[:-1]))
     return g_new, _report(g_old, g_new, dw_req, g_unit, pulses, hit, n_clip)

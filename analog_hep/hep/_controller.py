@@ -1,0 +1,309 @@
+"""The hEP controller: one training step through any driver.
+
+A step: clamp the batch, settle free and at the nudge schedule (one driver call), refuse
+states that did not settle or are not finite, form the local learning signal, turn it into
+weight changes on the digital side (optax), and send them to the chip, as parallel outer
+products when the chip has them and plain SGD is used, else as programmed deltas.
+
+This module never imports the emulator or the device physics: it drives a real chip the same
+way. It asks only what ``describe().capabilities`` says the chip can do, and says why when it
+has to fall back (no complex nudges -> symmetric EP; unsettled complex points -> N = 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..drivers import ChipDescription, Driver, NudgeSchedule, Settled, UpdateReport
+from ..errors import UnsupportedCapability
+from ._estimators import softmax_holomorphic
+from ._schedules import circle_betas
+from ._signals import dense, outer_factors, point_weights
+
+__all__ = ["Controller", "HepConfig", "StepReport", "plan"]
+
+Method = Literal["hep", "classic", "symmetric", "online"]
+
+
+@dataclass(frozen=True)
+class HepConfig:
+    """Learning settings (every number is a decision: no defaults).
+
+    ``lr`` learning rate; ``momentum`` (0 for plain SGD); ``schedule`` ``constant`` or
+    ``cosine`` over ``total_steps``; ``residual_tol`` largest settle residual (activity
+    units) of a usable state; ``update``: ``auto`` (outer products when the chip has them and
+    plain SGD is used, else programmed deltas), ``outer_product`` or ``program``.
+    """
+
+    method: Method
+    points: int
+    beta: float
+    lr: float
+    momentum: float
+    schedule: Literal["constant", "cosine"]
+    total_steps: int
+    residual_tol: float
+    update: Literal["auto", "outer_product", "program"]
+    online_periods: int = 3
+    online_steps: int = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the controller will ask the chip for, and why it differs from the request."""
+
+    method: Method
+    points: int
+    schedule: NudgeSchedule
+    fallback: NudgeSchedule | None
+    use_outer_product: bool
+    messages: tuple[str, ...]
+
+
+def _schedule(method: Method, points: int, beta: float, cfg: HepConfig) -> NudgeSchedule:
+    if method == "classic":
+        return NudgeSchedule(betas=(complex(beta),) * points)
+    if method == "symmetric":
+        return NudgeSchedule(betas=circle_betas(beta, 2))
+    if method == "online":
+        return NudgeSchedule(
+            betas=circle_betas(beta, points) * cfg.online_periods,
+            nudge_steps=cfg.online_steps,
+            start="previous",
+        )
+    return NudgeSchedule(betas=circle_betas(beta, points))
+
+
+def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
+    """Choose schedules and the update path from the chip's capabilities."""
+    caps = desc.capabilities
+    messages: list[str] = []
+    method, points = cfg.method, cfg.points
+    if method in ("hep", "online") and points > 2 and not caps.complex_nudges:
+        messages.append(
+            f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges capability): "
+            f"training with symmetric EP (real nudges +-{cfg.beta}) instead of {method} N={points}"
+        )
+        method, points = "symmetric", 2
+    if method == "online" and not caps.previous_start:
+        messages.append(
+            "chip cannot settle from the previous point: online hEP needs it; training with "
+            "parallel hEP points instead"
+        )
+        method = "hep"
+    if method == "hep" and points < 2:
+        raise ValueError("hEP needs at least 2 points (use --method classic for N = 1)")
+    if caps.beta_max is not None and cfg.beta > caps.beta_max:
+        raise UnsupportedCapability(
+            f"|beta| = {cfg.beta} exceeds what the chip can apply ({caps.beta_max})"
+        )
+    sched = _schedule(method, points, cfg.beta, cfg)
+    fallback = None
+    if method in ("hep", "online") and points > 2:
+        fallback = _schedule("symmetric", 2, cfg.beta, cfg)
+    plain_sgd = cfg.momentum == 0.0
+    if cfg.update == "outer_product":
+        if not caps.outer_product_update:
+            raise UnsupportedCapability("the chip has no parallel outer-product update")
+        if not plain_sgd:
+            raise UnsupportedCapability(
+                "momentum makes the update a dense matrix, not a sum of outer products: use "
+                "--update program or momentum 0"
+            )
+        outer = True
+    elif cfg.update == "program":
+        if not caps.program_delta:
+            raise UnsupportedCapability("the chip cannot program per-device deltas")
+        outer = False
+    else:
+        outer = caps.outer_product_update and plain_sgd
+        if not outer and not caps.program_delta:
+            raise UnsupportedCapability(
+                "the chip can neither apply outer products nor program deltas"
+            )
+    return Plan(method, points, sched, fallback, outer, tuple(messages))
+
+
+@dataclass
+class StepReport:
+    """One training step: free-phase loss (sum over the batch) and correct count, samples
+    used, samples dropped (unsettled or not finite), whether the N = 2 fallback was used,
+    whether the update was refused, and what the chip applied."""
+
+    loss_sum: float
+    correct: int
+    batch: int
+    used: int
+    dropped: int
+    fallback: bool
+    refused: bool
+    updates: list[UpdateReport] = field(default_factory=list)
+
+
+def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int]:
+    """Sum of the loss and number of correct predictions of the free phase."""
+    y = jnp.asarray(y)
+    if loss == "cross_entropy":
+        logits = jnp.asarray(settled.free_logits).real
+        logp = jnp.log(softmax_holomorphic(logits))
+        losses = -jnp.sum(y * logp, axis=-1)
+        pred = jnp.argmax(logits, axis=-1)
+    else:
+        out = jnp.asarray(settled.free_states[-1]).real
+        losses = 0.5 * jnp.sum((out - y) ** 2, axis=-1)
+        pred = jnp.argmax(out, axis=-1)
+    correct = jnp.sum(pred == jnp.argmax(y, axis=-1))
+    return float(jnp.sum(jnp.where(jnp.isfinite(losses), losses, 0.0))), int(correct)
+
+
+def _settled_ok(residual: Any, states: tuple[Any, ...], tol: float) -> np.ndarray:
+    """``(B,)`` bool: every point of the sample settled below ``tol`` with finite states."""
+    r = np.asarray(residual)
+    ok = np.isfinite(r) & (r <= tol)
+    while ok.ndim > 1:
+        ok = ok.all(axis=0)
+    for s in states[1:]:
+        fin = np.isfinite(np.asarray(s)).all(axis=-1)
+        while fin.ndim > 1:
+            fin = fin.all(axis=0)
+        ok &= fin
+    return ok
+
+
+class Controller:
+    """Trains a chip through its driver with hEP (or classic/symmetric/online EP).
+
+    **Arguments:** ``driver`` any :class:`analog_hep.drivers.Driver`; ``cfg`` a
+    :class:`HepConfig`. ``self.messages`` says what was changed from the request and why.
+    The optimizer state (``opt_state``) and ``step_count`` are part of a checkpoint.
+    """
+
+    def __init__(self, driver: Driver, cfg: HepConfig):
+        self.driver = driver
+        self.cfg = cfg
+        self.desc = driver.describe()
+        self.plan = plan(self.desc, cfg)
+        self.messages = self.plan.messages
+        self.names = self.desc.crossbar_names
+        self.has_bias = tuple(c.has_bias for c in self.desc.crossbars)
+        if cfg.schedule == "cosine":
+            self.lr_fn = optax.cosine_decay_schedule(cfg.lr, max(cfg.total_steps, 1))
+        else:
+            self.lr_fn = optax.constant_schedule(cfg.lr)
+        self.optimizer = optax.sgd(self.lr_fn, momentum=cfg.momentum or None)
+        shapes = {c.name: (c.n_out, c.n_in + 1) for c in self.desc.crossbars}
+        self.opt_state = self.optimizer.init({n: jnp.zeros(s) for n, s in shapes.items()})
+        self.step_count = 0
+        self._factors = jax.jit(outer_factors, static_argnames=("names", "has_bias"))
+
+    # -- the learning signal -----------------------------------------------------------------
+
+    def _points(self, settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any]:
+        """States, logits, betas and weights of all points entering the estimate."""
+        betas = jnp.asarray(settled.betas)
+        if method == "classic":
+            beta = float(betas[0].real)
+            states = tuple(
+                jnp.concatenate([jnp.asarray(f)[None], jnp.asarray(s)])
+                for f, s in zip(settled.free_states, settled.states, strict=True)
+            )
+            logits = None
+            if settled.logits is not None:
+                logits = jnp.concatenate(
+                    [jnp.asarray(settled.free_logits)[None], jnp.asarray(settled.logits)]
+                )
+            k = betas.shape[0]
+            weights = jnp.concatenate([jnp.full(1, 1.0 / beta), jnp.full(k, -1.0 / (k * beta))])
+            all_betas = jnp.concatenate([jnp.zeros(1), betas.real])
+            return states, logits, all_betas.astype(jnp.float32), weights.astype(jnp.float32)
+        w = point_weights(betas, method, radius=float(jnp.abs(betas[0])))
+        return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
+
+    def gradient(self, settled: Settled, y: Any, mask: np.ndarray, method: str):
+        """Factors ``{name: (U, V)}`` of the estimate of ``dL/dW`` (bias as last column)."""
+        states, logits, betas, w = self._points(settled, method)
+        return self._factors(
+            states,
+            logits,
+            betas,
+            w,
+            jnp.asarray(y, jnp.float32),
+            jnp.asarray(mask, jnp.float32),
+            names=self.names,
+            has_bias=self.has_bias,
+        )
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def train_step(self, x: Any, y: Any) -> StepReport:
+        """One step on a batch ``x`` ``(B, n_0)``, one-hot ``y`` ``(B, classes)``."""
+        self.driver.load_inputs(x, y)
+        settled = self.driver.run_schedule(self.plan.schedule)
+        loss_sum, correct = free_metrics(settled, y, self.desc.loss)
+        b = int(np.shape(x)[0])
+        tol = self.cfg.residual_tol
+        free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
+        pts_ok = _settled_ok(settled.residual, settled.states, tol)
+        method = self.plan.method
+        fallback = False
+        if self.plan.fallback is not None and not (pts_ok | ~free_ok).all():
+            # Complex points that do not settle usually mean the circle crosses an unstable
+            # region of the beta plane: the real pair +-|beta| is safer (paper Fig. 2b).
+            settled = self.driver.run_schedule(self.plan.fallback)
+            pts_ok = _settled_ok(settled.residual, settled.states, tol)
+            free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
+            method, fallback = "symmetric", True
+        keep = free_ok & pts_ok
+        report = StepReport(
+            loss_sum, correct, b, int(keep.sum()), int(b - keep.sum()), fallback, False
+        )
+        if not keep.any():
+            report.refused = True
+            return report
+        factors = self.gradient(settled, y, keep, method)
+        grads = dense(factors)
+        if not all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values()):
+            report.refused = True
+            return report
+        lr = float(self.lr_fn(self.step_count))
+        updates, self.opt_state = self.optimizer.update(grads, self.opt_state)
+        for name in self.names:
+            if self.plan.use_outer_product:
+                u, v = factors[name]
+                report.updates.append(self.driver.apply_outer_product(name, u, v, lr=-lr))
+            else:
+                report.updates.append(self.driver.program_delta(name, updates[name]))
+        self.step_count += 1
+        return report
+
+    def evaluate(self, x: Any, y: Any) -> tuple[float, int]:
+        """Free phase only: ``(loss sum, correct count)`` on a batch."""
+        self.driver.load_inputs(x, None)
+        settled = self.driver.run_schedule(NudgeSchedule(betas=()))
+        return free_metrics(settled, y, self.desc.loss)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        leaves = jax.tree_util.tree_leaves(self.opt_state)
+        out = {f"opt/{i}": np.asarray(a) for i, a in enumerate(leaves)}
+        out["step_count"] = np.asarray(self.step_count, np.int64)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        leaves, treedef = jax.tree_util.tree_flatten(self.opt_state)
+        new = [jnp.asarray(state[f"opt/{i}"]).astype(a.dtype) for i, a in enumerate(leaves)]
+        self.opt_state = jax.tree_util.tree_unflatten(treedef, new)
+        self.step_count = int(state["step_count"])
+
+
+def epochs_to_steps(epochs: int, n_train: int, batch: int) -> int:
+    """Total optimizer steps of a run (drop-last batching)."""
+    return epochs * math.floor(n_train / batch)

@@ -1,0 +1,97 @@
+"""Local learning signals as sums of outer products, the form a crossbar applies in parallel.
+
+Every estimator of ``dL/dtheta`` here is a weighted sum over settled points ``k`` and samples
+``b`` of ``dPhi/dW = post pre^T`` (``post = s_{l+1}`` and ``pre = [s_l, 1]`` for ``W_l``;
+``post = -beta (softmax(o) - y)`` and ``pre = [s_L, 1]`` for the readout)::
+
+    g = Re sum_k w_k sum_b m_b post_kb pre_kb^T / sum_b m_b
+
+with point weights ``w_k`` (hEP: ``-e^{-i phi_k} / (N |beta|)``; classic EP: ``1/beta`` for
+the free point and ``-1/(K beta)`` for each nudged one) and sample mask ``m_b`` (samples
+whose states did not settle are left out). Since ``Re(a b^T) = Re a Re b^T - Im a Im b^T``,
+``g = U^T V`` with real factors ``U (R, n_out)``, ``V (R, n_in + 1)``: exactly what
+:meth:`Driver.apply_outer_product` takes. The dense gradient is ``U^T V``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact
+
+from ._estimators import softmax_holomorphic
+
+__all__ = ["Factors", "dense", "outer_factors", "point_weights"]
+
+Factors = dict[str, tuple[Float[Array, "r n_out"], Float[Array, "r n_in1"]]]
+
+
+def point_weights(
+    betas: Inexact[Array, " k"], method: str, *, radius: float
+) -> Inexact[Array, " k"]:
+    """Weights ``w_k`` of the nudged points: hEP/symmetric/online ``-e^{-i phi_k}/(K |beta|)``
+    (``K`` all points, several periods for online), classic ``-1/(K beta)``."""
+    k = betas.shape[0]
+    if method == "classic":
+        return jnp.full(k, -1.0 / (k * radius), jnp.complex64)
+    phase = betas / jnp.abs(betas)
+    return -jnp.conj(phase) / (k * radius)
+
+
+def _parts(a: Array) -> tuple[Array, Array]:
+    """Rows of ``U`` and ``V`` for ``Re(a b^T)``: real inputs need no imaginary rows."""
+    return a.real, a.imag
+
+
+def outer_factors(
+    states: Sequence[Inexact[Array, "k b n"]],
+    logits: Inexact[Array, "k b c"] | None,
+    betas: Inexact[Array, " k"],
+    weights: Inexact[Array, " k"],
+    y: Float[Array, "b c"],
+    mask: Float[Array, " b"],
+    names: Sequence[str],
+    has_bias: Sequence[bool],
+) -> Factors:
+    """Real factors ``(U, V)`` per crossbar with ``g = U^T V`` (see the module docstring).
+
+    ``states`` ``(s_0, ..., s_L)`` each ``(K, B, n_l)``; ``mask`` ``(B,)`` 0/1. Masked samples
+    are zeroed with ``where`` (their states may be NaN) and the sum is divided by the number
+    of kept samples. Complex points give ``2 K B`` rows, real ones ``K B``.
+    """
+    keep = mask > 0
+    n_keep = jnp.maximum(jnp.sum(mask), 1.0)
+    scale = (weights[:, None] * mask[None, :]) / n_keep  # (K, B)
+    out: Factors = {}
+    cplx = any(jnp.iscomplexobj(s) for s in states) or jnp.iscomplexobj(weights)
+    for i, name in enumerate(names):
+        if name == "readout":
+            assert logits is not None, "a cross-entropy readout needs the logits"
+            post = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
+            pre = states[-1]
+        else:
+            post = states[i + 1]
+            pre = states[i]
+        post = jnp.where(keep[None, :, None], post, 0.0)
+        pre = jnp.where(keep[None, :, None], pre, 0.0)
+        bias = (
+            jnp.ones((*pre.shape[:2], 1), pre.dtype)
+            if has_bias[i]
+            else jnp.zeros((*pre.shape[:2], 1), pre.dtype)
+        )
+        pre = jnp.concatenate([pre, bias], axis=-1)
+        a = (scale[..., None] * post).reshape(-1, post.shape[-1])
+        b = pre.reshape(-1, pre.shape[-1])
+        if cplx:
+            u = jnp.concatenate([a.real, -a.imag])
+            v = jnp.concatenate([b.real, b.imag])
+        else:
+            u, v = a.real, b.real
+        out[name] = (u.astype(jnp.float32), v.astype(jnp.float32))
+    return out
+
+
+def dense(factors: Factors) -> dict[str, Float[Array, "n_out n_in1"]]:
+    """``U^T V`` per crossbar: the gradient with the bias as the last column."""
+    return {n: u.T @ v for n, (u, v) in factors.items()}
