@@ -560,7 +560,20 @@ def fit_device(
     params: dict[str, float] = {}
     stderr: dict[str, float] = {}
     i_dn = {"soft_bounds": 1, "linear_step": 2, "exp_step": 3, "piecewise": 0}[model]
-    if model == "soft_bounds":
+    sb_steps = None
+    if model == "soft_bounds" and per_device:
+        # A device's fitted slope is its step over its own bound: k+ = dw_up / β_max,
+        # k- = dw_down / |β_min| (normalised), so dw_up,i = k+_i β_max,i.
+        t_i = np.stack(thetas_l)
+        e_i = np.stack(errs_l)
+        w_hi_i = -1.0 + 2.0 * (t_i[:, 2] - lo) / (hi - lo)
+        w_lo_i = -1.0 + 2.0 * (t_i[:, 3] - lo) / (hi - lo)
+        up_sb, dn_sb = t_i[:, 0] * w_hi_i, t_i[:, 1] * np.abs(w_lo_i)
+        sb_steps = (up_sb, dn_sb, e_i[:, 0] * w_hi_i, e_i[:, 1] * np.abs(w_lo_i))
+        n_i = math.sqrt(t_i.shape[0])
+        dw_up, dw_dn = float(up_sb.mean()), float(dn_sb.mean())
+        se_up, se_dn = float(up_sb.std(ddof=1) / n_i), float(dn_sb.std(ddof=1) / n_i)
+    elif model == "soft_bounds":
         dw_up, dw_dn, se_up, se_dn = th[0], th[1], se[0], se[1]
     elif model in ("linear_step", "exp_step"):
         dw_up, dw_dn = th[0] / scale, th[i_dn] / scale
@@ -576,8 +589,11 @@ def fit_device(
     stderr["up_down"] = float(abs(1.0 - abs(up_down)) * rel)
     if per_device and model in ("soft_bounds", "linear_step"):
         # Per-device asymmetries: keeps the correlation of a device's up and down steps.
-        sc = 1.0 if model == "soft_bounds" else scale
-        ud_i = [_up_down(float(t[0] / sc), float(t[i_dn] / sc))[1] for t in thetas_l]
+        if sb_steps is not None:
+            pairs = list(zip(sb_steps[0], sb_steps[1], strict=True))
+        else:
+            pairs = [(t[0] / scale, t[i_dn] / scale) for t in thetas_l]
+        ud_i = [_up_down(float(u), float(v))[1] for u, v in pairs]
         stderr["up_down"] = float(np.std(ud_i, ddof=1) / math.sqrt(len(ud_i)))
     params["g_min_S"], params["g_max_S"] = g_min_S, g_max_S
     if model == "soft_bounds":
@@ -615,7 +631,8 @@ def fit_device(
         errs = np.stack(errs_l)
         used = np.asarray(used_l, dtype=np.int64)
         if model == "soft_bounds":
-            up_i, dn_i, eu, ed = thetas[:, 0], thetas[:, 1], errs[:, 0], errs[:, 1]
+            assert sb_steps is not None
+            up_i, dn_i, eu, ed = sb_steps
             w_hi = -1.0 + 2.0 * (thetas[:, 2] - lo) / (hi - lo)
             w_lo = -1.0 + 2.0 * (thetas[:, 3] - lo) / (hi - lo)
             d2d["w_max_dtod"] = _corrected_std(w_hi, 2.0 * errs[:, 2] / (hi - lo))

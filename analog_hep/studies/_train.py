@@ -291,11 +291,6 @@ def train(
             }
             for k, v in row.items():
                 history.setdefault(k, []).append(float(v))
-            log(
-                f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.4f} acc "
-                f"{row['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                f"{row['seconds']:.1f} s"
-            )
             if record is not None:
                 record.extend("steps", rows)
                 record.append("metrics", row)
@@ -303,6 +298,11 @@ def train(
                 if driver.describe().capabilities.checkpoint:
                     parts["driver"] = driver.state_dict()
                 record.save_checkpoint(epoch, parts)
+            log(
+                f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
+                f"{row['seconds']:.1f} s"
+            )
     except (ConnectionLost, DriverTimeout) as err:
         if record is not None:
             record.flush()
