@@ -112,8 +112,9 @@ def test_soft_bounds_recovered(tmp_path, getkey):
 
 
 def test_linear_step_recovered(tmp_path, getkey):
-    """Known linear-step card: dw_min within 5 %, up_down within 0.03, slopes within 0.05,
-    bounds within 1 % of the range, c2c within 10 %."""
+    """Known linear-step card (16 devices x 600 pulses): dw_min within 8 % and 3.5 reported
+    standard errors (the spread of 16 devices' gains, 0.1 / 4), up_down within 0.03, slopes
+    within 0.05, bounds within 1 % of the range, c2c within 10 %."""
     truth = make_card(
         {"model": "linear_step", "dw_min": 0.02, "w_min": -1.0, "w_max": 1.0, "up_down": -0.1,
          "gamma_up": 0.3, "gamma_down": 0.6, "dw_min_dtod": 0.1, "dw_min_std": 0.1}
@@ -123,7 +124,8 @@ def test_linear_step_recovered(tmp_path, getkey):
         name="ls",
     )  # fmt: skip
     p = res.params
-    assert p["dw_min"] == pytest.approx(0.02, rel=0.05)
+    assert p["dw_min"] == pytest.approx(0.02, rel=0.08)
+    assert abs(p["dw_min"] - 0.02) < 3.5 * res.stderr["dw_min"]
     assert p["up_down"] == pytest.approx(-0.1, abs=0.03)
     assert p["gamma_up"] == pytest.approx(0.3, abs=0.05)
     assert p["gamma_down"] == pytest.approx(0.6, abs=0.05)
@@ -131,7 +133,7 @@ def test_linear_step_recovered(tmp_path, getkey):
     assert p["g_min_S"] == pytest.approx(G_MIN, abs=0.01 * span)
     assert p["g_max_S"] == pytest.approx(G_MAX, abs=0.01 * span)
     assert res.dw_min_std == pytest.approx(0.1, rel=0.10)
-    assert res.d2d["dw_min_dtod"] == pytest.approx(0.1, abs=0.04)
+    assert res.d2d["dw_min_dtod"] == pytest.approx(0.1, abs=0.05)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +221,9 @@ def test_malformed_csv_is_rejected_naming_the_row(text, match, tmp_path, capsys)
     path.write_text(text)
     with pytest.raises(SpecError, match=match):
         read_measurements(path)
-    rc = main(["fit-device", str(path), "--model", "soft_bounds", "--out", str(tmp_path / "x.yaml")])
+    rc = main(
+        ["fit-device", str(path), "--model", "soft_bounds", "--out", str(tmp_path / "x.yaml")]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("analog-hep fit-device: error: ") and str(path) in err

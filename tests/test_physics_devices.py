@@ -340,8 +340,8 @@ def test_write_noise_and_levels(getkey):
     ideal = make_card({"model": "ideal"}, conductance={"g_min_S": 0.0, "g_max_S": 1.0e-5,
                                                        "levels": 11})  # fmt: skip
     dev = draw_devices(ideal, (5,), key=getkey())
-    out = apply_delta_exact(ideal, dev, jnp.full((5,), 2e-6, jnp.float32),
-                            jnp.asarray([0.4e-6, 0.6e-6, -3e-6, 1e-4, 0.0], jnp.float32))  # fmt: skip
+    delta = jnp.asarray([0.4e-6, 0.6e-6, -3e-6, 1e-4, 0.0], jnp.float32)
+    out = apply_delta_exact(ideal, dev, jnp.full((5,), 2e-6, jnp.float32), delta)
     np.testing.assert_allclose(np.asarray(out), [2e-6, 3e-6, 0.0, 1e-5, 2e-6], atol=1e-12)
 
 
@@ -377,14 +377,18 @@ def test_write_verify_reaches_targets(getkey):
     g0 = jnp.clip(jnp.full((n,), 5.5e-6, jnp.float32), dev.b_min_S, dev.b_max_S)
     target = jr.uniform(getkey(), (n,), jnp.float32, 3e-6, 8e-6)
     tol = 0.02 * s
-    wv = jax.jit(functools.partial(write_verify, card), static_argnames=("tolerance_S", "max_pulses"))
+    wv = jax.jit(
+        functools.partial(write_verify, card), static_argnames=("tolerance_S", "max_pulses")
+    )
     g, rep = wv(dev, g0, target, tolerance_S=tol, max_pulses=400, key=getkey())
     stuck = np.asarray(dev.stuck)
     far = np.abs(np.asarray(target) - np.asarray(g0)) > tol
     failed = np.asarray(rep.failed)
     assert np.all(failed[stuck & far])
-    reachable = ~stuck & (np.asarray(target) > np.asarray(dev.b_min_S)) & (
-        np.asarray(target) < np.asarray(dev.b_max_S)
+    reachable = (
+        ~stuck
+        & (np.asarray(target) > np.asarray(dev.b_min_S))
+        & (np.asarray(target) < np.asarray(dev.b_max_S))
     )
     assert failed[reachable].mean() < 0.01
     err = np.abs(np.asarray(g) - np.asarray(target))[reachable & ~failed]

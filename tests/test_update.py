@@ -51,7 +51,7 @@ def crossbar(card, shape, key):
     return dev, g
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def update_fn(card, **static):
     """One jitted update per (card, static options), shared by the tests (compile once)."""
     return jax.jit(functools.partial(outer_product_update, card, **static))
@@ -127,7 +127,9 @@ def test_expected_and_pulse_count_modes(getkey):
     dw_p = np.asarray(pair_weights(g_p, G_UNIT) - pair_weights(g, G_UNIT))
     expect = np.sign(req) * np.minimum(np.round(np.abs(req) / 0.002), 31) * 0.002
     np.testing.assert_allclose(dw_p, expect, atol=2e-5)
-    assert int(rep_p.pulses_applied) == int(2 * np.sum(np.minimum(np.round(np.abs(req) / 0.002), 31)))
+    assert int(rep_p.pulses_applied) == int(
+        2 * np.sum(np.minimum(np.round(np.abs(req) / 0.002), 31))
+    )
     _, rep_big = update_fn(card, mode="pulse_count", bit_length=31)(
         dev, g, x, d, lr=1.0, g_unit_S=G_UNIT, key=None
     )
@@ -142,7 +144,7 @@ def test_sign_convention_and_one_sided_pairs(getkey):
     g = jnp.full_like(g, G_MIN + 1e-6)
     x = jnp.asarray([[1.0, -1.0, 0.0]], jnp.float32)
     d = jnp.asarray([[1.0, 0.5]], jnp.float32)
-    g_new, rep = update_fn(card, mode="expected")(dev, g, x, d, lr=0.01, g_unit_S=G_UNIT, key=None)
+    g_new, _ = update_fn(card, mode="expected")(dev, g, x, d, lr=0.01, g_unit_S=G_UNIT, key=None)
     delta = np.asarray(g_new - g)
     assert np.all(delta >= 0.0)
     assert delta[0, 0, 0] > 0 and delta[1, 0, 0] == 0  # +: G+ up

@@ -262,7 +262,7 @@ def pulse_step(
     **Returns:** float32 ``(*shape)`` conductances (S) after the pulse.
     """
     _require_pulsed(card, "pulse_step")
-    d = jnp.asarray(direction).astype(_F32)
+    d = jnp.sign(jnp.asarray(direction).astype(_F32))
     g_new, _ = _pulse_once(card, devices, jnp.asarray(g_S, _F32), d, key)
     return g_new
 

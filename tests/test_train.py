@@ -1,0 +1,117 @@
+"""Training end to end through the driver: accuracy, records, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from analog_hep.cli import main
+from analog_hep.spec import load_circuit
+from analog_hep.studies import TrainOptions, train
+
+
+def test_digits_hep_reaches_96_percent():
+    c = load_circuit("digits")
+    res = train(c, TrainOptions.from_circuit(c), progress=False, log=lambda s: None)
+    assert res.epochs == 20
+    assert res.test_accuracy >= 0.96, res.history["test_accuracy"]
+    assert res.dropped_updates == 0
+
+
+def test_digits_online_hep_reaches_90_percent():
+    c = load_circuit("digits")
+    opts = TrainOptions.from_circuit(c, method="online", epochs=8)
+    res = train(c, opts, progress=False, log=lambda s: None)
+    assert res.method == "online"
+    assert res.test_accuracy >= 0.90, res.history["test_accuracy"]
+    assert res.fallback_steps == 0
+
+
+def test_train_json_and_record(tmp_path, capsys):
+    out = tmp_path / "run.h5"
+    code = main(["train", "digits", "--epochs", "2", "--max-train", "200", "--out", str(out), "--json"])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("test_accuracy", "train_accuracy", "test_loss", "epochs", "seconds", "dropped_updates"):
+        assert key in res
+    assert res["epochs"] == 2
+    with h5py.File(out) as f:
+        assert "layers" in f.attrs["circuit_text"]
+        assert json.loads(f.attrs["config"])["method"] == "hep"
+        assert f["metrics/test_accuracy"].shape == (2,)
+        assert f["steps/loss"].shape == (20,)
+        assert "checkpoints/epoch_00001/driver/W0/g_plus_S" in f
+        assert f["final/weights/W0/W"].shape == (128, 64)
+    # an existing record is not overwritten
+    assert main(["train", "digits", "--epochs", "2", "--max-train", "200", "--out", str(out)]) == 2
+
+
+def test_resume_needs_the_same_options(tmp_path, capsys):
+    out = tmp_path / "run.h5"
+    assert main(["train", "digits", "--epochs", "1", "--max-train", "100", "--out", str(out), "--no-progress"]) == 0
+    code = main(["train", "digits", "--epochs", "1", "--max-train", "100", "--lr", "0.5",
+                 "--out", str(out), "--resume"])
+    assert code == 2
+    assert "different options" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "digits", "--dataset", f"mnist:{tmp_path}", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path) in err and "Traceback" not in err
+
+
+def _final_weights(path):
+    with h5py.File(path) as f:
+        return {k: np.asarray(f[f"final/weights/{k}/W"]) for k in f["final/weights"]}
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """A real subprocess is killed (SIGKILL) mid-epoch; --resume ends where an
+    uninterrupted run with the same seed ends, bitwise."""
+    args = ["train", "digits", "--epochs", "3", "--max-train", "600", "--no-progress"]
+    ref = tmp_path / "ref.h5"
+    assert main([*args, "--out", str(ref)]) == 0
+
+    run = tmp_path / "run.h5"
+    cmd = [sys.executable, "-m", "analog_hep", *args, "--out", str(run)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    t0 = time.time()
+    seen = ""
+    while time.time() - t0 < 300:
+        line = proc.stdout.readline()
+        seen += line
+        if line.startswith("epoch 1/3"):
+            time.sleep(0.3)  # well inside epoch 2 (an epoch takes ~1 s here)
+            proc.send_signal(signal.SIGKILL)
+            break
+        if not line and proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, seen
+    with h5py.File(run) as f:
+        assert "final" not in f  # it really stopped before the end
+        epochs_done = f["metrics/epoch"].shape[0]
+    assert epochs_done == 1, f"killed after {epochs_done} epochs"
+    assert main([*args, "--out", str(run), "--resume"]) == 0
+    a, b = _final_weights(ref), _final_weights(run)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.slow
+def test_digits_table_of_cards():
+    """Training with every device card (slow: the numbers go into docs)."""
+    from analog_hep.spec import available_devices
+
+    assert len(available_devices()) >= 7
