@@ -28,7 +28,9 @@ __all__ = ["Chip", "ChipConfig", "Crossbar", "fabricate", "initial_weights"]
 class ChipConfig:
     """Static description of a chip (hashable: part of the compiled program's identity).
 
-    Sizes are neuron counts; ``rate`` is ``dt / tau`` (1 for discrete dynamics).
+    Sizes are neuron counts; ``rate`` is ``dt / tau`` (1 for discrete dynamics);
+    ``neuron_noise``/``read_noise`` say whether those noises are drawn at all (their stds
+    are array leaves of :class:`Chip`, so chips of different noise levels can be vmapped).
     """
 
     name: str
@@ -37,8 +39,8 @@ class ChipConfig:
     loss: str
     activation: str
     activation_params: tuple[tuple[str, float], ...]
-    noise_std: float
-    read_noise_std: float
+    neuron_noise: bool
+    read_noise: bool
     rate: float
     free_steps: int
     nudge_steps: int
@@ -63,8 +65,8 @@ class ChipConfig:
             loss=spec.readout.loss,
             activation=act.name,
             activation_params=params,
-            noise_std=float(spec.neuron.noise_std),
-            read_noise_std=float(p.read_noise_std),
+            neuron_noise=spec.neuron.noise_std > 0,
+            read_noise=p.read_noise_std > 0,
             rate=float(spec.dynamics.rate),
             free_steps=free,
             nudge_steps=nudge,
@@ -117,12 +119,15 @@ class Chip(eqx.Module):
     """A fabricated chip: crossbars by name, neuron mismatch per neuron layer, config.
 
     ``neuron_gain[l]``, ``neuron_offset[l]``: ``(layers[l+1],)`` for neuron layer ``l+1``
-    (``s = sigma(gain * u + offset)``).
+    (``s = sigma(gain * u + offset)``); ``noise_std``: neuron noise std per settle step on
+    the pre-activation; ``read_noise_std``: additive periphery noise per crossbar read.
     """
 
     crossbars: dict[str, Crossbar]
     neuron_gain: tuple[Float[Array, " n"], ...]
     neuron_offset: tuple[Float[Array, " n"], ...]
+    noise_std: Float[Array, ""]
+    read_noise_std: Float[Array, ""]
     config: ChipConfig = eqx.field(static=True)
 
     def weights(self) -> dict[str, tuple[Array, Array]]:
@@ -132,15 +137,18 @@ class Chip(eqx.Module):
     def without_noise(self) -> Chip:
         """The same chip (same devices and mismatch) with neuron and read noise switched off:
         the chip whose fixed point defines the ground-truth gradient."""
-        cfg = dataclasses.replace(self.config, noise_std=0.0, read_noise_std=0.0)
+        cfg = dataclasses.replace(self.config, neuron_noise=False, read_noise=False)
         xbs = {n: dataclasses.replace(x, read_noise_rel=0.0) for n, x in self.crossbars.items()}
-        return dataclasses.replace(self, crossbars=xbs, config=cfg)
+        zero = jnp.zeros((), jnp.float32)
+        return dataclasses.replace(
+            self, crossbars=xbs, config=cfg, noise_std=zero, read_noise_std=zero
+        )
 
     @property
     def noisy(self) -> bool:
         """Whether settling draws noise (neuron noise, periphery or device read noise)."""
         dev = any(x.read_noise_rel > 0 for x in self.crossbars.values())
-        return self.config.noise_std > 0 or self.config.read_noise_std > 0 or dev
+        return self.config.neuron_noise or self.config.read_noise or dev
 
 
 def initial_weights(
@@ -240,6 +248,8 @@ def fabricate(
         crossbars=crossbars,
         neuron_gain=tuple(gains),
         neuron_offset=tuple(offsets),
+        noise_std=jnp.asarray(spec.neuron.noise_std, jnp.float32),
+        read_noise_std=jnp.asarray(per.read_noise_std, jnp.float32),
         config=config,
     )
     return chip, clipped

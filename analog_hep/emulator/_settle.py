@@ -28,7 +28,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from ..physics import activation_fn
-from ._chip import Chip, ChipConfig
+from ._chip import Chip
 
 __all__ = [
     "Read",
@@ -93,16 +93,17 @@ def _unparts(y: Float[Array, "p m n"], complex_: bool) -> Inexact[Array, "m n"]:
 
 
 def _noise(
-    key: PRNGKeyArray, shape: tuple[int, ...], std: float, var: Array | None
+    key: PRNGKeyArray, shape: tuple[int, ...], std: Array | None, var: Array | None
 ) -> Array | float:
-    total = std**2 + (var if var is not None else 0.0)
-    if var is None and std == 0.0:
+    """Gaussian read noise: periphery ``std`` (or ``None``) plus device variance ``var``."""
+    if var is None and std is None:
         return 0.0
+    total = (0.0 if std is None else std**2) + (0.0 if var is None else var)
     return jnp.sqrt(total) * jr.normal(key, shape)
 
 
 def read_forward(
-    r: Read, s: Inexact[Array, "m n_in"], cfg: ChipConfig, key: PRNGKeyArray | None
+    r: Read, s: Inexact[Array, "m n_in"], std: Array | None, key: PRNGKeyArray | None
 ) -> Inexact[Array, "m n_out"]:
     """``W s + b`` through the array (gain mismatch and read noise included)."""
     cplx = jnp.iscomplexobj(s)
@@ -112,13 +113,13 @@ def read_forward(
     if r.dev_var is not None:
         var = (p**2) @ r.dev_var[:, :-1].T + r.dev_var[:, -1]
     if key is not None:
-        y = y + _noise(key, y.shape, cfg.read_noise_std, var)
+        y = y + _noise(key, y.shape, std, var)
     out = _unparts(y, cplx)
     return out + r.b
 
 
 def read_transpose(
-    r: Read, s: Inexact[Array, "m n_out"], cfg: ChipConfig, key: PRNGKeyArray | None
+    r: Read, s: Inexact[Array, "m n_out"], std: Array | None, key: PRNGKeyArray | None
 ) -> Inexact[Array, "m n_in"]:
     """``W^T s`` through the same array, read in the other direction."""
     cplx = jnp.iscomplexobj(s)
@@ -128,7 +129,7 @@ def read_transpose(
     if r.dev_var is not None:
         var = (p**2) @ r.dev_var[:, :-1]
     if key is not None:
-        y = y + _noise(key, y.shape, cfg.read_noise_std, var)
+        y = y + _noise(key, y.shape, std, var)
     return _unparts(y, cplx)
 
 
@@ -180,6 +181,7 @@ def neuron_targets(
     cfg = chip.config
     sigma = activation_fn(cfg.activation, cfg.activation_params)
     names = cfg.crossbar_names
+    std = chip.read_noise_std if cfg.read_noise else None
     n_hidden = len(cfg.layers) - 1
     ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
     out = []
@@ -187,20 +189,20 @@ def neuron_targets(
         if l == 1:
             u = drive
             if key is not None:
-                u = u + _noise(ks(0), drive.shape, cfg.read_noise_std, drive_var)
+                u = u + _noise(ks(0), drive.shape, std, drive_var)
         else:
-            u = read_forward(reads[names[l - 1]], s[l - 2], cfg, ks(10 * l + 1))
+            u = read_forward(reads[names[l - 1]], s[l - 2], std, ks(10 * l + 1))
         if l < n_hidden:
-            u = u + read_transpose(reads[names[l]], s[l], cfg, ks(10 * l + 2))
+            u = u + read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
         elif cfg.loss == "cross_entropy":
             ro = reads["readout"]
-            o = read_forward(ro, s[l - 1], cfg, ks(10 * l + 3))
-            u = u - beta * read_transpose(ro, softmax(o) - y, cfg, ks(10 * l + 4))
+            o = read_forward(ro, s[l - 1], std, ks(10 * l + 3))
+            u = u - beta * read_transpose(ro, softmax(o) - y, std, ks(10 * l + 4))
         else:
             u = u - beta * (s[l - 1] - y)
         u = chip.neuron_gain[l - 1] * u + chip.neuron_offset[l - 1]
-        if cfg.noise_std > 0 and key is not None:
-            u = u + cfg.noise_std * jr.normal(ks(10 * l + 5), u.shape)
+        if cfg.neuron_noise and key is not None:
+            u = u + chip.noise_std * jr.normal(ks(10 * l + 5), u.shape)
         out.append(sigma(u))
     return tuple(out)
 
@@ -262,5 +264,6 @@ def settle(
     logits = None
     if cfg.loss == "cross_entropy":
         k_o = None if key is None else jr.fold_in(key, steps)
-        logits = read_forward(reads["readout"], s[-1], cfg, k_o)
+        std = chip.read_noise_std if cfg.read_noise else None
+        logits = read_forward(reads["readout"], s[-1], std, k_o)
     return SettleOut(states=(x, *s), logits=logits, residual=residual)

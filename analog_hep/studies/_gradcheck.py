@@ -124,13 +124,8 @@ def gradcheck(
     if jax.config.jax_enable_x64:
         x, y = x.astype(jnp.float64), y.astype(jnp.float64)
     x = dac(chip, x)
-    noisy = (
-        spec.neuron.noise_std > 0
-        or spec.periphery.read_noise_std > 0
-        or any(c.read_noise_rel > 0 for c in circuit.devices.values())
-    )
-    k_free = k_free if noisy else None
-    k_nudge = k_nudge if noisy else None
+    k_free = k_free if chip.noisy else None
+    k_nudge = k_nudge if chip.noisy else None
 
     truth = ground_truth(
         chip, x, y, steps=cfg.free_steps, max_adjoint_iterations=max(20 * cfg.free_steps, 2000)
