@@ -83,8 +83,9 @@ def ground_truth(
     def g_map(s: tuple[Array, ...], th: dict[str, tuple[Array, Array]]) -> tuple[Array, ...]:
         reads = reads_of(th)
         drive, _ = input_drive(reads[cfg.crossbar_names[0]], x)
-        tgt = neuron_targets(chip, reads, drive, None, s, zero_beta, y, key=None)
-        return tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True))
+        parts = tuple(si[None] for si in s)
+        tgt = neuron_targets(chip, reads, drive, None, parts, zero_beta[None], y, key=None)
+        return tuple(si + cfg.rate * (ti[0] - si) for si, ti in zip(s, tgt, strict=True))
 
     def loss_of(s: tuple[Array, ...], th: dict[str, tuple[Array, Array]]) -> Array:
         return _loss(chip, reads_of(th), s[-1], y)

@@ -11,11 +11,14 @@ update synchronously. Every crossbar product is a *read* of the device array: fo
 are scaled by per-line ``forward_gain``, transposed reads by ``transpose_gain``, and each read
 gets periphery noise (``read_noise_std``) and device read noise (``read_noise_rel``), drawn
 per read. A complex state is read as two real reads (real and imaginary part) through the
-same conductances, so mismatch is shared by both parts and noise is drawn for each.
+same conductances, so mismatch is shared by both parts and noise is drawn for each. Neuron
+noise is real (added to the real part of the pre-activation), as in the paper's code.
 
-Arrays carry a leading row axis ``m`` (samples times nudge points): ``x: (m, n_0)``,
-``s_l: (m, n_l)``. Noise per step comes from ``fold_in(key, step)``: it depends on the key
-and the step, not on call order.
+Layout inside the loop: a state is a real array ``(P, m, n)`` with ``P = 1`` (real) or
+``P = 2`` (``[Re; Im]``), ``m`` rows (samples times nudge points): a crossbar read of all
+parts and rows is one real matrix product. ``settle`` takes and returns ordinary real or
+complex arrays ``(m, n)``. Noise per step comes from ``fold_in(key, step)``: it depends on
+the key and the step, not on call order.
 """
 
 from __future__ import annotations
@@ -28,18 +31,23 @@ import jax.random as jr
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from ..physics import activation_fn
+from ..physics._complex import shifted_sigmoid_parts, sincos
 from ._chip import Chip
 
 __all__ = [
     "Read",
     "SettleOut",
+    "from_parts",
     "input_drive",
     "neuron_targets",
     "prepare_reads",
     "quantise",
     "settle",
     "softmax",
+    "to_parts",
 ]
+
+Parts = Float[Array, "p m n"]
 
 
 class Read(NamedTuple):
@@ -83,13 +91,21 @@ def prepare_reads(chip: Chip) -> dict[str, Read]:
     return reads
 
 
-def _parts(s: Inexact[Array, "m n"]) -> Float[Array, "p m n"]:
-    # A complex state is two real reads through the same array: stack them as rows.
+def to_parts(s: Inexact[Array, "m n"]) -> Parts:
+    """``(m, n)`` real or complex -> ``(P, m, n)`` real parts."""
     return jnp.stack([s.real, s.imag]) if jnp.iscomplexobj(s) else s[None]
 
 
-def _unparts(y: Float[Array, "p m n"], complex_: bool) -> Inexact[Array, "m n"]:
-    return jax.lax.complex(y[0], y[1]) if complex_ else y[0]
+def from_parts(p: Parts) -> Inexact[Array, "m n"]:
+    """``(P, m, n)`` real parts -> ``(m, n)`` real (P = 1) or complex (P = 2)."""
+    return jax.lax.complex(p[0], p[1]) if p.shape[0] == 2 else p[0]
+
+
+def _real_only(v: Float[Array, "m n"], p: int) -> Parts:
+    """A real quantity (bias, neuron noise) as parts: it enters the real part only."""
+    if p == 1:
+        return v[None]
+    return jnp.stack([v, jnp.zeros_like(v)])
 
 
 def _noise(
@@ -102,35 +118,26 @@ def _noise(
     return jnp.sqrt(total) * jr.normal(key, shape)
 
 
-def read_forward(
-    r: Read, s: Inexact[Array, "m n_in"], std: Array | None, key: PRNGKeyArray | None
-) -> Inexact[Array, "m n_out"]:
-    """``W s + b`` through the array (gain mismatch and read noise included)."""
-    cplx = jnp.iscomplexobj(s)
-    p = _parts(s)
+def read_forward(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None) -> Parts:
+    """``W s + b`` through the array (gain mismatch and read noise included), on parts."""
     y = (p @ r.w.T) * r.fwd_gain
     var = None
     if r.dev_var is not None:
         var = (p**2) @ r.dev_var[:, :-1].T + r.dev_var[:, -1]
     if key is not None:
         y = y + _noise(key, y.shape, std, var)
-    out = _unparts(y, cplx)
-    return out + r.b
+    return y + _real_only(r.b[None], p.shape[0])
 
 
-def read_transpose(
-    r: Read, s: Inexact[Array, "m n_out"], std: Array | None, key: PRNGKeyArray | None
-) -> Inexact[Array, "m n_in"]:
-    """``W^T s`` through the same array, read in the other direction."""
-    cplx = jnp.iscomplexobj(s)
-    p = _parts(s)
+def read_transpose(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None) -> Parts:
+    """``W^T s`` through the same array, read in the other direction, on parts."""
     y = (p @ r.w) * r.bwd_gain
     var = None
     if r.dev_var is not None:
         var = (p**2) @ r.dev_var[:, :-1]
     if key is not None:
         y = y + _noise(key, y.shape, std, var)
-    return _unparts(y, cplx)
+    return y
 
 
 def softmax(o: Inexact[Array, "m c"]) -> Inexact[Array, "m c"]:
@@ -140,22 +147,59 @@ def softmax(o: Inexact[Array, "m c"]) -> Inexact[Array, "m c"]:
     return e / jnp.sum(e, axis=-1, keepdims=True)
 
 
-def quantise(v: Inexact[Array, ...], bits: int | None, lo: float, hi: float) -> Inexact[Array, ...]:
+def _softmax_parts(o: Parts) -> Parts:
+    """:func:`softmax` on parts, with the polynomial ``sincos`` for complex logits."""
+    z = o - jax.lax.stop_gradient(jnp.max(o[0], axis=-1, keepdims=True))
+    if o.shape[0] == 1:
+        e = jnp.exp(z)
+        return e / jnp.sum(e, axis=-1, keepdims=True)
+    mod = jnp.exp(z[0])
+    sn, cs = sincos(z[1])
+    er, ei = mod * cs, mod * sn
+    sr, si = jnp.sum(er, axis=-1, keepdims=True), jnp.sum(ei, axis=-1, keepdims=True)
+    den = sr**2 + si**2
+    return jnp.stack([(er * sr + ei * si) / den, (ei * sr - er * si) / den])
+
+
+def _times(beta: Parts, v: Parts) -> Parts:
+    """Complex product of per-row ``beta`` ``(P, m, 1)`` and ``v`` ``(P', m, n)`` on parts."""
+    if beta.shape[0] == 1:
+        return beta * v
+    if v.shape[0] == 1:
+        return beta * v
+    return jnp.stack([beta[0] * v[0] - beta[1] * v[1], beta[0] * v[1] + beta[1] * v[0]])
+
+
+def _sigma_parts(chip: Chip, u: Parts) -> Parts:
+    """The activation on parts; the shifted sigmoid has an exp/polynomial fast path."""
+    cfg = chip.config
+    if u.shape[0] == 2 and cfg.activation == "shifted_sigmoid":
+        params = dict(cfg.activation_params)
+        gr, gi = shifted_sigmoid_parts(u[0], u[1], a=params["a"], b=params["b"])
+        return jnp.stack([gr, gi])
+    sigma = activation_fn(cfg.activation, cfg.activation_params)
+    return to_parts(sigma(from_parts(u)))
+
+
+def quantise(
+    v: Inexact[Array, "..."], bits: int | None, lo: float, hi: float
+) -> Inexact[Array, "..."]:
     """Uniform ``bits``-bit quantiser over ``[lo, hi]`` (clips); real and imaginary parts
     separately; identity when ``bits`` is ``None``."""
     if bits is None:
         return v
     n = 2**bits - 1
-    q = lambda a: lo + jnp.round(jnp.clip((a - lo) / (hi - lo), 0.0, 1.0) * n) * (hi - lo) / n  # noqa: E731
+
+    def q(a: Array) -> Array:
+        return lo + jnp.round(jnp.clip((a - lo) / (hi - lo), 0.0, 1.0) * n) * (hi - lo) / n
+
     return jax.lax.complex(q(v.real), q(v.imag)) if jnp.iscomplexobj(v) else q(v)
 
 
 def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]:
-    """The first layer's input drive ``W_0 x + b_0`` and its device read-noise variance.
-
-    The drive is constant during a settle, so it is read once; read noise on it is still
-    drawn per step (from this constant variance).
-    """
+    """The first layer's input drive ``W_0 x + b_0`` ``(m, n_1)`` and its device read-noise
+    variance. The drive is constant during a settle, so it is read once; read noise on it is
+    still drawn per step (from this constant variance)."""
     drive = (x @ r0.w.T) * r0.fwd_gain + r0.b
     var = None
     if r0.dev_var is not None:
@@ -166,30 +210,31 @@ def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]
 def neuron_targets(
     chip: Chip,
     reads: dict[str, Read],
-    drive: Array,
+    drive: Float[Array, "m n1"],
     drive_var: Array | None,
-    s: tuple[Inexact[Array, "m n"], ...],
-    beta: Inexact[Array, "m 1"],
+    s: tuple[Parts, ...],
+    beta: Parts,
     y: Float[Array, "m c"],
     *,
     key: PRNGKeyArray | None,
-) -> tuple[Inexact[Array, "m n"], ...]:
+) -> tuple[Parts, ...]:
     """``sigma(g_l u_l + c_l + noise)`` for every neuron layer (the map the chip iterates).
 
-    ``s = (s_1, ..., s_L)`` (input excluded); ``key=None`` gives the noiseless map.
+    ``s = (s_1, ..., s_L)`` as parts ``(P, m, n_l)`` (input excluded); ``beta`` ``(P, m, 1)``;
+    ``key=None`` gives the noiseless map.
     """
     cfg = chip.config
-    sigma = activation_fn(cfg.activation, cfg.activation_params)
     names = cfg.crossbar_names
-    std = chip.read_noise_std if cfg.read_noise else None
     n_hidden = len(cfg.layers) - 1
-    ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
+    p = s[0].shape[0]
+    std = chip.read_noise_std if cfg.read_noise else None
+    ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))  # noqa: E731
     out = []
     for l in range(1, n_hidden + 1):
         if l == 1:
-            u = drive
+            u = _real_only(drive, p)
             if key is not None:
-                u = u + _noise(ks(0), drive.shape, std, drive_var)
+                u = u + _noise(ks(0), u.shape, std, drive_var)
         else:
             u = read_forward(reads[names[l - 1]], s[l - 2], std, ks(10 * l + 1))
         if l < n_hidden:
@@ -197,13 +242,15 @@ def neuron_targets(
         elif cfg.loss == "cross_entropy":
             ro = reads["readout"]
             o = read_forward(ro, s[l - 1], std, ks(10 * l + 3))
-            u = u - beta * read_transpose(ro, softmax(o) - y, std, ks(10 * l + 4))
+            err = _softmax_parts(o) - _real_only(y, o.shape[0])
+            u = u - _times(beta, read_transpose(ro, err, std, ks(10 * l + 4)))
         else:
-            u = u - beta * (s[l - 1] - y)
-        u = chip.neuron_gain[l - 1] * u + chip.neuron_offset[l - 1]
+            u = u - _times(beta, s[l - 1] - _real_only(y, p))
+        u = chip.neuron_gain[l - 1] * u + _real_only(chip.neuron_offset[l - 1][None], p)
         if cfg.neuron_noise and key is not None:
-            u = u + chip.noise_std * jr.normal(ks(10 * l + 5), u.shape)
-        out.append(sigma(u))
+            noise = chip.noise_std * jr.normal(ks(10 * l + 5), u.shape[1:])
+            u = u + _real_only(noise, p)
+        out.append(_sigma_parts(chip, u))
     return tuple(out)
 
 
@@ -239,31 +286,32 @@ def settle(
     reads = prepare_reads(chip)
     cplx = jnp.iscomplexobj(beta) or any(jnp.iscomplexobj(s) for s in init)
     # float32 by default; float64 when x is float64 (precision studies under jax x64).
-    dtype = jnp.result_type(x.dtype, jnp.complex64) if cplx else x.dtype
-    init = tuple(s.astype(dtype) for s in init)
-    beta = beta.astype(dtype)[:, None]
-
+    cdtype = jnp.result_type(x.dtype, jnp.complex64)
+    state = tuple(to_parts(s.astype(cdtype) if cplx else s.astype(x.dtype)) for s in init)
+    beta_p = to_parts((beta.astype(cdtype) if cplx else beta.astype(x.dtype))[:, None])
     drive, drive_var = input_drive(reads[cfg.crossbar_names[0]], x)
 
-    def targets(s: tuple[Array, ...], k: PRNGKeyArray | None) -> tuple[Array, ...]:
-        return neuron_targets(chip, reads, drive, drive_var, s, beta, y, key=k)
+    def targets(s: tuple[Parts, ...], k: PRNGKeyArray | None) -> tuple[Parts, ...]:
+        return neuron_targets(chip, reads, drive, drive_var, s, beta_p, y, key=k)
 
-    def step(s: tuple[Array, ...], t: Array) -> tuple[tuple[Array, ...], None]:
+    def step(s: tuple[Parts, ...], t: Array) -> tuple[tuple[Parts, ...], None]:
         k = None if key is None else jr.fold_in(key, t)
         tgt = targets(s, k)
         return tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True)), None
 
-    s, _ = jax.lax.scan(step, init, jnp.arange(steps - 1))
+    state, _ = jax.lax.scan(step, state, jnp.arange(steps - 1))
     # Last step separately: its increment is the residual.
     k_last = None if key is None else jr.fold_in(key, steps - 1)
-    tgt = targets(s, k_last)
-    residual = jnp.max(
-        jnp.stack([jnp.max(jnp.abs(t - si), axis=-1) for t, si in zip(tgt, s, strict=True)]), axis=0
-    )
-    s = tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True))
+    tgt = targets(state, k_last)
+    gaps = [
+        jnp.max(jnp.sqrt(jnp.sum((t - si) ** 2, axis=0)), axis=-1)
+        for t, si in zip(tgt, state, strict=True)
+    ]
+    residual = jnp.max(jnp.stack(gaps), axis=0)
+    state = tuple(si + cfg.rate * (ti - si) for si, ti in zip(state, tgt, strict=True))
     logits = None
     if cfg.loss == "cross_entropy":
         k_o = None if key is None else jr.fold_in(key, steps)
         std = chip.read_noise_std if cfg.read_noise else None
-        logits = read_forward(reads["readout"], s[-1], std, k_o)
-    return SettleOut(states=(x, *s), logits=logits, residual=residual)
+        logits = from_parts(read_forward(reads["readout"], state[-1], std, k_o))
+    return SettleOut(states=(x, *(from_parts(s) for s in state)), logits=logits, residual=residual)

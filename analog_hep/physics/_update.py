@@ -233,12 +233,11 @@ def outer_product_update(
 
     dw1 = _coincidence_step(devices, g_unit, scheme)
     sign_lr = jnp.sign(lr_a)
-    if key is None:
-        if mode == "stochastic" or has_c2c_noise(card):
-            raise ValueError(
-                f"outer_product_update(mode={mode!r}) with card {card.name!r} draws noise: "
-                "pass a key"
-            )
+    if key is None and (mode == "stochastic" or has_c2c_noise(card)):
+        raise ValueError(
+            f"outer_product_update(mode={mode!r}) with card {card.name!r} draws noise: "
+            "pass a key"
+        )
     n_samples = 1 if mode == "pulse_count" else x.shape[0]
     if key is None:  # nothing random is drawn: placeholder keys, never used
         keys = jnp.zeros((n_samples + 1, 2), jnp.uint32)
