@@ -15,7 +15,7 @@ __all__ = ["register", "run"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``fit-device`` subcommand."""
-    from ..studies._fit_device import FIT_MODELS
+    from ..studies import FIT_MODELS
 
     p = sub.add_parser(
         "fit-device",
@@ -45,7 +45,7 @@ def _fmt(v: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, print, write the card; ``SpecError`` for bad input (exit 2)."""
-    from ..studies._fit_device import fit_device, read_measurements, result_card_yaml
+    from ..studies import fit_device, read_measurements, result_card_yaml
 
     out = Path(args.out)
     name = args.name if args.name is not None else out.stem

@@ -14,3 +14,5 @@ from ._protocol import UpdateReport as UpdateReport
 from ._registry import available_drivers as available_drivers
 from ._registry import open_driver as open_driver
 from ._registry import parse_driver_arg as parse_driver_arg
+from ._remote import RemoteDriver as RemoteDriver
+from ._server import DriverServer as DriverServer

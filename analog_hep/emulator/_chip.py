@@ -17,9 +17,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..physics._device_array import DeviceArray, draw_devices, program_conductance
-from ..spec._circuit import CircuitSpec, InitSpec, MappingSpec
-from ..spec._device import DeviceCard
+from ..physics import DeviceArray, draw_devices, program_conductance
+from ..spec import CircuitSpec, DeviceCard, InitSpec, MappingSpec
 
 __all__ = ["Chip", "ChipConfig", "Crossbar", "fabricate", "initial_weights"]
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..drivers._protocol import (
+from ..drivers import (
     Capabilities,
     ChipDescription,
     CrossbarInfo,

@@ -84,7 +84,9 @@ def ground_truth(
         reads = reads_of(th)
         drive, _ = input_drive(reads[cfg.crossbar_names[0]], x)
         parts = tuple(si[None] for si in s)
-        tgt = neuron_targets(chip, reads, drive, None, parts, zero_beta[None], y, key=None)
+        tgt = neuron_targets(
+            chip, reads, drive, None, parts, zero_beta[None], y, key=None, nudged=False
+        )
         return tuple(si + cfg.rate * (ti[0] - si) for si, ti in zip(s, tgt, strict=True))
 
     def loss_of(s: tuple[Array, ...], th: dict[str, tuple[Array, Array]]) -> Array:

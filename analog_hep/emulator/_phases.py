@@ -65,7 +65,7 @@ def free_phase(
     b = x.shape[0]
     init = tuple(jnp.zeros((b, n), x.dtype) for n in chip.config.layers[1:])
     y = jnp.zeros((b, chip.config.classes), x.dtype)
-    return settle(chip, x, y, jnp.zeros(b, x.dtype), init, steps=steps, key=key)
+    return settle(chip, x, y, jnp.zeros(b, x.dtype), init, steps=steps, key=key, nudged=False)
 
 
 def _unique_conjugates(

@@ -30,8 +30,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
-from ..physics import activation_fn
-from ..physics._complex import shifted_sigmoid_parts, sincos
+from ..physics import activation_fn, gaussian, shifted_sigmoid_parts, sincos
 from ._chip import Chip
 
 __all__ = [
@@ -115,7 +114,7 @@ def _noise(
     if var is None and std is None:
         return 0.0
     total = (0.0 if std is None else std**2) + (0.0 if var is None else var)
-    return jnp.sqrt(total) * jr.normal(key, shape)
+    return jnp.sqrt(total) * gaussian(key, shape)
 
 
 def read_forward(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None) -> Parts:
@@ -181,9 +180,7 @@ def _sigma_parts(chip: Chip, u: Parts) -> Parts:
     return to_parts(sigma(from_parts(u)))
 
 
-def quantise(
-    v: Inexact[Array, "..."], bits: int | None, lo: float, hi: float
-) -> Inexact[Array, "..."]:
+def quantise(v: Inexact[Array, ...], bits: int | None, lo: float, hi: float) -> Inexact[Array, ...]:
     """Uniform ``bits``-bit quantiser over ``[lo, hi]`` (clips); real and imaginary parts
     separately; identity when ``bits`` is ``None``."""
     if bits is None:
@@ -217,18 +214,20 @@ def neuron_targets(
     y: Float[Array, "m c"],
     *,
     key: PRNGKeyArray | None,
+    nudged: bool = True,
 ) -> tuple[Parts, ...]:
     """``sigma(g_l u_l + c_l + noise)`` for every neuron layer (the map the chip iterates).
 
     ``s = (s_1, ..., s_L)`` as parts ``(P, m, n_l)`` (input excluded); ``beta`` ``(P, m, 1)``;
-    ``key=None`` gives the noiseless map.
+    ``key=None`` gives the noiseless map; ``nudged=False`` skips the nudge term (``beta`` is
+    known to be 0: the free phase never reads the readout crossbar backwards).
     """
     cfg = chip.config
     names = cfg.crossbar_names
     n_hidden = len(cfg.layers) - 1
     p = s[0].shape[0]
     std = chip.read_noise_std if cfg.read_noise else None
-    ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))  # noqa: E731
+    ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
     out = []
     for l in range(1, n_hidden + 1):
         if l == 1:
@@ -239,6 +238,8 @@ def neuron_targets(
             u = read_forward(reads[names[l - 1]], s[l - 2], std, ks(10 * l + 1))
         if l < n_hidden:
             u = u + read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
+        elif not nudged:
+            pass
         elif cfg.loss == "cross_entropy":
             ro = reads["readout"]
             o = read_forward(ro, s[l - 1], std, ks(10 * l + 3))
@@ -248,7 +249,7 @@ def neuron_targets(
             u = u - _times(beta, s[l - 1] - _real_only(y, p))
         u = chip.neuron_gain[l - 1] * u + _real_only(chip.neuron_offset[l - 1][None], p)
         if cfg.neuron_noise and key is not None:
-            noise = chip.noise_std * jr.normal(ks(10 * l + 5), u.shape[1:])
+            noise = chip.noise_std * gaussian(ks(10 * l + 5), u.shape[1:])
             u = u + _real_only(noise, p)
         out.append(_sigma_parts(chip, u))
     return tuple(out)
@@ -263,6 +264,7 @@ def settle(
     *,
     steps: int,
     key: PRNGKeyArray | None,
+    nudged: bool = True,
 ) -> SettleOut:
     """Run ``steps`` synchronous settle steps from ``init`` under nudge ``beta``.
 
@@ -275,6 +277,8 @@ def settle(
     - ``init``: ``(s_1, ..., s_L)`` initial neuron states, each ``(m, n_l)``.
     - ``steps``: number of steps (static, >= 1).
     - ``key``: PRNG key for neuron and read noise; ``None`` only for a noiseless chip.
+    - ``nudged``: ``False`` when ``beta`` is 0 for every row (the free phase): the nudge
+      term is skipped rather than multiplied by zero.
 
     **Returns:** :class:`SettleOut` (states include ``s_0 = x``).
 
@@ -292,7 +296,7 @@ def settle(
     drive, drive_var = input_drive(reads[cfg.crossbar_names[0]], x)
 
     def targets(s: tuple[Parts, ...], k: PRNGKeyArray | None) -> tuple[Parts, ...]:
-        return neuron_targets(chip, reads, drive, drive_var, s, beta_p, y, key=k)
+        return neuron_targets(chip, reads, drive, drive_var, s, beta_p, y, key=k, nudged=nudged)
 
     def step(s: tuple[Parts, ...], t: Array) -> tuple[tuple[Parts, ...], None]:
         k = None if key is None else jr.fold_in(key, t)

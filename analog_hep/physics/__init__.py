@@ -7,6 +7,8 @@ from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._activations import activation_fn as activation_fn
 from ._activations import is_holomorphic as is_holomorphic
+from ._complex import shifted_sigmoid_parts as shifted_sigmoid_parts
+from ._complex import sincos as sincos
 from ._device_array import DeviceArray as DeviceArray
 from ._device_array import draw_devices as draw_devices
 from ._device_array import normalised_scale_S as normalised_scale_S
@@ -14,6 +16,7 @@ from ._device_array import program_conductance as program_conductance
 from ._device_array import quantise_levels as quantise_levels
 from ._drift import drift_conductance as drift_conductance
 from ._drift import read_conductance as read_conductance
+from ._noise import gaussian as gaussian
 from ._pair import RefreshReport as RefreshReport
 from ._pair import maybe_refresh as maybe_refresh
 from ._pair import pair_weights as pair_weights

@@ -20,7 +20,7 @@ __all__ = ["shifted_sigmoid_parts", "sincos"]
 _TWO_PI = 2.0 * math.pi
 
 
-def sincos(q: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+def sincos(q: Float[Array, ...]) -> tuple[Float[Array, ...], Float[Array, ...]]:
     """``(sin q, cos q)`` to about 1e-7 absolute in float32, for any real ``q``.
 
     Range reduction to ``r`` in ``[-pi, pi]``, Taylor series of the half angle
@@ -56,8 +56,8 @@ def sincos(q: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, ".
 
 
 def shifted_sigmoid_parts(
-    re: Float[Array, "..."], im: Float[Array, "..."], *, a: float, b: float
-) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+    re: Float[Array, ...], im: Float[Array, ...], *, a: float, b: float
+) -> tuple[Float[Array, ...], Float[Array, ...]]:
     """``1 / (1 + exp(a z + b))`` for ``z = re + i im``, returned as ``(Re, Im)``.
 
     With ``w = a z + b`` and ``v = w`` (``Re w <= 0``) or ``v = -w`` (``Re w > 0``),

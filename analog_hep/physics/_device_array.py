@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 
 __all__ = ["DeviceArray", "draw_devices", "normalised_scale_S", "program_conductance"]
 
@@ -72,13 +72,19 @@ def _gamma_draw(card: DeviceCard, key: PRNGKeyArray, shape: tuple[int, ...]) -> 
     model = resp.model
     if model == "linear_step":
         up = jnp.abs(resp.gamma_up + resp.gamma_up_dtod * jr.normal(k_up, shape, dtype=jnp.float32))
-        down = jnp.abs(resp.gamma_down + resp.gamma_down_dtod * jr.normal(k_down, shape, dtype=jnp.float32))
+        down = jnp.abs(
+            resp.gamma_down + resp.gamma_down_dtod * jr.normal(k_down, shape, dtype=jnp.float32)
+        )
         return up, down
     if model == "pow_step":
         # gamma^d = gamma (1 + d beta + sigma_gamma xi), beta = pow_up_down + dtod xi (relative).
         beta = resp.pow_up_down + resp.pow_up_down_dtod * jr.normal(k_up, shape, dtype=jnp.float32)
         xi = resp.pow_gamma_dtod * jr.normal(k_down, shape, dtype=jnp.float32)
-        return resp.pow_gamma * (1.0 + beta + xi), resp.pow_gamma * (1.0 - beta + xi)
+        # aihwkit takes |.|: an exponent drawn negative would make the step grow at the bound
+        return (
+            jnp.abs(resp.pow_gamma * (1.0 + beta + xi)),
+            jnp.abs(resp.pow_gamma * (1.0 - beta + xi)),
+        )
     if model == "soft_bounds":
         return zeros + 1.0, zeros + 1.0
     return zeros, zeros
@@ -133,7 +139,11 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     stuck_at_S = jnp.where(
         on,
         g_max_S,
-        jnp.where(rnd, g_min_S + (g_max_S - g_min_S) * jr.uniform(keys[6], shape, dtype=jnp.float32), g_min_S),
+        jnp.where(
+            rnd,
+            g_min_S + (g_max_S - g_min_S) * jr.uniform(keys[6], shape, dtype=jnp.float32),
+            g_min_S,
+        ),
     )
     # A stuck device has a zero-width range: clipping to its bounds pins it.
     b_min_S = jnp.where(stuck, stuck_at_S, b_min_S)
@@ -142,7 +152,9 @@ def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray)
     dw_down_S = jnp.where(stuck, 0.0, dw_down_S)
 
     if card.drift is not None:
-        nu = card.drift.nu * (1.0 + card.drift.nu_dtod * jr.normal(keys[7], shape, dtype=jnp.float32))
+        nu = card.drift.nu * (
+            1.0 + card.drift.nu_dtod * jr.normal(keys[7], shape, dtype=jnp.float32)
+        )
         nu = jnp.maximum(nu, 0.0)
     else:
         nu = jnp.zeros(shape, jnp.float32)
@@ -192,7 +204,9 @@ def program_conductance(
         if key is None:
             raise ValueError(f"card {card.name!r} has program_noise_rel > 0: a key is required")
         span_S = card.conductance.g_max_S - card.conductance.g_min_S
-        g_S = g_S + card.program_noise_rel * span_S * jr.normal(key, jnp.shape(g_S), dtype=jnp.float32)
+        g_S = g_S + card.program_noise_rel * span_S * jr.normal(
+            key, jnp.shape(g_S), dtype=jnp.float32
+        )
     g_S = quantise_levels(g_S, card)
     g_S = jnp.clip(g_S, devices.b_min_S, devices.b_max_S)
     return jax.lax.stop_gradient(g_S).astype(jnp.float32)

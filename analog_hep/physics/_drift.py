@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..spec._device import DeviceCard
+from ..spec import DeviceCard
 from ._device_array import DeviceArray
 
 __all__ = ["drift_conductance", "read_conductance"]

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray, normalised_scale_S
 from ._program import write_verify
 

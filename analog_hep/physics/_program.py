@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray
 from ._drift import read_conductance
 from ._pulse import _pulse_once, apply_delta_exact

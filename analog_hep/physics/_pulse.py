@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray, normalised_scale_S, quantise_levels
 
 __all__ = [

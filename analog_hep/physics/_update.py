@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray
 from ._pulse import apply_delta_exact, apply_pulse_counts, has_c2c_noise
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ..spec._device import DeviceCard, IdealResponse
+from ..spec import DeviceCard, IdealResponse
 from ._device_array import normalised_scale_S, quantise_levels
 
 __all__ = ["resample_visible", "visible_conductance", "write_noise_std_S"]

@@ -54,7 +54,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from ..errors import SpecError
-from ..spec._device import DeviceCard
+from ..spec import DeviceCard
 
 __all__ = [
     "FIT_MODELS",

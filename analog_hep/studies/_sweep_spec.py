@@ -31,6 +31,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,7 +311,7 @@ def _set_path(data: dict[str, Any], path: str, value: Any, *, where: str) -> Non
             return
         if node.get(part) is None:
             node[part] = {}
-        model = _field_model(model, part)
+        model = model.value if isinstance(model, _DictOf) else _field_model(model, part)
         node = node[part]
 
 
@@ -320,8 +321,6 @@ def _is_model(tp: Any) -> bool:
 
 def _field_model(model: Any, part: str) -> Any:
     """The model type of field ``part`` (through ``Optional`` and ``dict[str, Model]``)."""
-    import typing
-
     if not _is_model(model):
         return None
     tp = model.model_fields[part].annotation
@@ -344,10 +343,6 @@ class _DictOf:
 
     value: Any
 
-    @property
-    def model_fields(self) -> dict[str, Any]:  # pragma: no cover - never a model
-        return {}
-
 
 def _apply_sets(
     base: Circuit,
@@ -362,7 +357,7 @@ def _apply_sets(
         return base.spec, dict(base.devices), dict(base.device_texts), base.text
     data = base.spec.model_dump(mode="python", by_alias=True)
     for path, value in sets:
-        _set_path(data, path, _dictify(value), where=where[path])
+        _set_path(data, path, value, where=where[path])
     shown = ", ".join(f"set.{p}={v!r}" for p, v in sets)
     try:
         spec = parse_spec(CircuitSpec, data, path="<circuit>", lines={})
@@ -395,10 +390,6 @@ def _apply_sets(
     return spec, devices, texts, text
 
 
-def _dictify(value: Any) -> Any:
-    return value
-
-
 def point_key(kind: str, params: BaseModel, spec: CircuitSpec, devices: Mapping[str, Any]) -> str:
     """16 hex digits of SHA-256 over the point's effective circuit, cards and parameters."""
     blob = {
@@ -420,9 +411,7 @@ def _grid_values(spec: SweepSpec, key: str) -> list[Any]:
     return list(available_devices()) if values == "*" else list(values)
 
 
-def _expand(
-    spec: SweepSpec, lines: Mapping[KeyPath, int], path: str
-) -> list[tuple[dict[str, Any], dict[str, KeyPath]]]:
+def _expand(spec: SweepSpec) -> list[tuple[dict[str, Any], dict[str, KeyPath]]]:
     """Merged raw parameters of every point and, per key, the YAML path it came from."""
     keys = list(spec.grid)
     combos = itertools.product(*(_grid_values(spec, k) for k in keys)) if keys else [()]
@@ -439,7 +428,6 @@ def _expand(
                 merged[k] = v
                 src[k] = ("list", i, k)
             out.append((merged, src))
-    del lines, path
     return out
 
 
@@ -462,7 +450,7 @@ def _build(doc_data: Any, lines: Mapping[KeyPath, int], path: str, text: str) ->
     cards: dict[str, tuple[DeviceCard, str]] = {}
     built: dict[str, tuple[CircuitSpec, dict[str, DeviceCard], dict[str, str], str]] = {}
     seen: dict[str, int] = {}
-    for index, (merged, src) in enumerate(_expand(spec, lines, path)):
+    for index, (merged, src) in enumerate(_expand(spec)):
         where = {k: f"{path}:{line_of(lines, p)}: {format_path(p)}" for k, p in src.items()}
         sets = tuple(sorted((k[4:], v) for k, v in merged.items() if k.startswith("set.")))
         raw = {k: v for k, v in merged.items() if not k.startswith("set.")}

@@ -1,0 +1,407 @@
+"""The remote client driver: ``--driver tcp://HOST:PORT[?KEY=VALUE&...]``.
+
+:class:`RemoteDriver` meets the :class:`~analog_hep.drivers.Driver` protocol by talking to
+``analog-hep serve`` over TCP (wire protocol: :mod:`analog_hep.drivers._wire`). It needs
+neither the emulator nor JAX on this side of the wire.
+
+- Every argument is checked against the chip's description *before* any I/O (shapes, dtypes,
+  finite values, capabilities, ``beta_max``, ``max_batch``): a bad call raises
+  :class:`OutOfRange` or :class:`UnsupportedCapability` and nothing is sent.
+- Every request carries an id. When the link breaks, the client reconnects (for up to
+  ``reconnect_s``), takes its session back and re-sends the same request with the same id;
+  the server answers a request it already executed from its reply cache, so an update is
+  never applied twice.
+- Failures are typed: :class:`ConnectionLost` (server gone for longer than ``reconnect_s``,
+  server restarted and lost the run's chip, chip busy, malformed reply),
+  :class:`DriverTimeout` (no reply within ``timeout_s``), and the server's own errors
+  (:class:`OutOfRange`, :class:`NotSettled`, ...) re-raised with their type. The training
+  loop then checkpoints and stops with a ``--resume`` hint.
+
+Address options (``tcp://127.0.0.1:7100?timeout_s=60&reconnect_s=5``): ``timeout_s`` (reply
+wait per call, default 300 s: the first settle on a fresh server compiles),
+``connect_timeout_s`` (TCP connect and handshake, default 10 s), ``reconnect_s`` (how long
+to retry a broken link, default 10 s), ``token_file`` (shared secret for a server that
+requires one; or set ``ANALOG_HEP_TOKEN_FILE``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from .. import __version__
+from ..errors import (
+    AnalogHepError,
+    ConnectionLost,
+    DriverTimeout,
+    OutOfRange,
+    SpecError,
+    UnsupportedCapability,
+)
+from . import _wire as w
+from ._protocol import ChipDescription, NudgeSchedule, Settled, UpdateReport
+
+__all__ = ["RemoteDriver", "parse_address", "read_token_file"]
+
+_OPTIONS = {"timeout_s", "connect_timeout_s", "reconnect_s", "token_file"}
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The token in ``path`` (surrounding whitespace stripped); :class:`SpecError` if the
+    file cannot be read or holds fewer than 16 characters."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise SpecError(f"token file {path}: {err.strerror or err}") from None
+    if len(token) < 16:
+        raise SpecError(f"token file {path}: the token must be at least 16 characters long")
+    return token
+
+
+def parse_address(address: str) -> tuple[str, int, dict[str, str]]:
+    """``HOST:PORT[?K=V&...]`` (``tcp://`` optional, ``[::1]:PORT`` for IPv6) ->
+    ``(host, port, options)``.
+
+    **Raises:** :class:`SpecError` naming what is wrong.
+    """
+    text = address[len("tcp://") :] if address.startswith("tcp://") else address
+    where, _, query = text.partition("?")
+    if where.startswith("["):
+        host, sep, rest = where[1:].partition("]")
+        port_s = rest[1:] if rest.startswith(":") else ""
+        if not sep:
+            port_s = ""
+    else:
+        host, _, port_s = where.rpartition(":")
+    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise SpecError(f"--driver tcp://{text}: expected tcp://HOST:PORT[?KEY=VALUE&...]")
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in _OPTIONS:
+            raise SpecError(
+                f"--driver tcp://{text}: unknown option {key!r}; "
+                f"known: {', '.join(sorted(_OPTIONS))}"
+            )
+        options[key] = value
+    return host, int(port_s), options
+
+
+def _seconds(options: dict[str, str], key: str, default: float, address: str) -> float:
+    if key not in options:
+        return default
+    try:
+        v = float(options[key])
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise SpecError(f"--driver {address}: {key} must be a positive number of seconds")
+    return v
+
+
+class RemoteDriver:
+    """A chip served by ``analog-hep serve`` on another process or machine.
+
+    **Arguments:**
+
+    - ``host``, ``port``: the server.
+    - ``circuit``: the run's circuit; the server refuses a different one.
+    - ``seed``: the run seed; the server opens its driver with it (same noise as in process).
+    - ``token``: the shared secret when the server requires one.
+    - ``timeout_s``: how long one call waits for its reply (s).
+    - ``connect_timeout_s``: TCP connect plus handshake (s); opening the served driver is
+      part of the first call's ``timeout_s``.
+    - ``reconnect_s``: how long a broken link is retried before :class:`ConnectionLost` (s).
+
+    **Raises:** :class:`ConnectionLost` if the server cannot be reached, :class:`SpecError`
+    for a circuit mismatch or a failed authentication.
+    """
+
+    name = "tcp"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        circuit: Any,
+        seed: int,
+        token: str | None = None,
+        timeout_s: float = 300.0,
+        connect_timeout_s: float = 10.0,
+        reconnect_s: float = 10.0,
+        max_frame_bytes: int = w.DEFAULT_MAX_PAYLOAD_BYTES,
+    ):
+        self.host, self.port = host, int(port)
+        self.where = f"tcp://{host}:{port}" if ":" not in host else f"tcp://[{host}]:{port}"
+        self.seed = int(seed)
+        self.token = token
+        self.timeout_s = float(timeout_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.reconnect_s = float(reconnect_s)
+        self.max_frame_bytes = int(max_frame_bytes)
+        self._digest = w.circuit_digest(circuit)
+        self._session = secrets.token_hex(16)
+        self._sock: socket.socket | None = None
+        self._next_id = 1
+        self._closed = False
+        self.reconnects = 0
+        self.requests_sent = 0
+        try:
+            desc = self._open(reconnect=False, timeout_s=self.timeout_s)
+        except TimeoutError:
+            raise DriverTimeout(
+                f"{self.where} did not open its chip within {self.timeout_s:g} s"
+            ) from None
+        except ConnectionLost:
+            raise
+        except OSError as err:
+            raise ConnectionLost(
+                f"cannot reach the chip server at {self.where}: {_why(err)} (is `analog-hep "
+                "serve` running there?)"
+            ) from None
+        self._desc = dataclasses.replace(desc, driver=f"{self.where} ({desc.driver})")
+
+    @classmethod
+    def connect(cls, address: str, *, circuit: Any, seed: int) -> RemoteDriver:
+        """Open ``address`` (``HOST:PORT[?KEY=VALUE&...]``, see the module docs)."""
+        host, port, opts = parse_address(address)
+        token_file = opts.get("token_file") or os.environ.get("ANALOG_HEP_TOKEN_FILE")
+        return cls(
+            host,
+            port,
+            circuit=circuit,
+            seed=seed,
+            token=read_token_file(token_file) if token_file else None,
+            timeout_s=_seconds(opts, "timeout_s", 300.0, address),
+            connect_timeout_s=_seconds(opts, "connect_timeout_s", 10.0, address),
+            reconnect_s=_seconds(opts, "reconnect_s", 10.0, address),
+        )
+
+    # -- the link ----------------------------------------------------------------------------
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def _open(self, *, reconnect: bool, timeout_s: float) -> ChipDescription:
+        """Connect, authenticate and say hello; on success ``self._sock`` is the link."""
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            welcome = w.read_frame(
+                sock,
+                max_header_bytes=w.PREAUTH_MAX_FRAME_BYTES,
+                max_payload_bytes=w.PREAUTH_MAX_FRAME_BYTES,
+                first_byte_timeout_s=self.connect_timeout_s,
+                frame_timeout_s=self.connect_timeout_s,
+            )
+            if welcome.get("type") != "welcome" or not isinstance(welcome.get("nonce"), str):
+                err = welcome.get("error")
+                if isinstance(err, dict):
+                    raise w.error_from_wire(err, where=self.where)
+                raise w.ProtocolError(f"{self.where} did not greet as an analog-hep server")
+            auth = None
+            if welcome.get("auth") == "hmac-sha256":
+                if not self.token:
+                    raise SpecError(
+                        f"{self.where} requires a token: add ?token_file=FILE to the address or "
+                        "set ANALOG_HEP_TOKEN_FILE"
+                    )
+                auth = w.auth_digest(self.token, welcome["nonce"], self._session)
+            hello = {
+                "id": 0,
+                "op": "hello",
+                "args": {
+                    "session": self._session,
+                    "reconnect": reconnect,
+                    "seed": self.seed,
+                    "circuit_sha256": self._digest,
+                    "auth": auth,
+                    "client": f"analog-hep {__version__}",
+                },
+            }
+            sock.settimeout(self.connect_timeout_s)
+            sock.sendall(w.encode_frame(hello))
+            reply = w.read_frame(
+                sock,
+                max_payload_bytes=self.max_frame_bytes,
+                first_byte_timeout_s=timeout_s,
+                frame_timeout_s=timeout_s,
+            )
+            if not reply.get("ok"):
+                raise w.error_from_wire(reply.get("error"), where=self.where)
+            result = reply.get("result")
+            desc = w.description_from_wire(
+                result.get("description") if isinstance(result, dict) else None
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        return desc
+
+    def _reconnect(self, cause: BaseException, op: str) -> None:
+        """Retry the link for ``reconnect_s``; :class:`ConnectionLost` when it stays down."""
+        deadline = time.monotonic() + self.reconnect_s
+        delay_s = 0.05
+        last: BaseException = cause
+        while True:
+            try:
+                self._open(reconnect=True, timeout_s=self.timeout_s)
+                self.reconnects += 1
+                return
+            except ConnectionLost as err:
+                if not isinstance(err, (w.ProtocolError, w.PeerClosed)):
+                    raise  # the server answered: it lost our chip, or someone else holds it
+                last = err
+            except (OSError, TimeoutError) as err:
+                last = err
+            if time.monotonic() + delay_s > deadline:
+                raise ConnectionLost(
+                    f"lost the chip at {self.where} during {op} ({_why(cause)}); no answer for "
+                    f"{self.reconnect_s:g} s ({_why(last)})"
+                ) from None
+            time.sleep(delay_s)
+            delay_s = min(2 * delay_s, 1.0)
+
+    def _call(self, op: str, args: dict[str, Any] | None = None) -> Any:
+        if self._closed:
+            raise ConnectionLost(f"the remote driver {self.where} is closed")
+        rid = self._next_id
+        self._next_id += 1
+        frame = w.encode_frame({"id": rid, "op": op, "args": args or {}})
+        if len(frame) - w.PREFIX_BYTES > self.max_frame_bytes:
+            raise OutOfRange(f"{op}: request of {len(frame)} bytes exceeds max_frame_bytes")
+        while True:
+            try:
+                if self._sock is None:
+                    self._reconnect(ConnectionLost("link down"), op)
+                assert self._sock is not None
+                self._sock.settimeout(self.timeout_s)
+                self._sock.sendall(frame)
+                self.requests_sent += 1
+                reply = w.read_frame(
+                    self._sock,
+                    max_payload_bytes=self.max_frame_bytes,
+                    first_byte_timeout_s=self.timeout_s,
+                    frame_timeout_s=self.timeout_s,
+                )
+            except TimeoutError:
+                self._drop()
+                raise DriverTimeout(
+                    f"{op} got no reply from {self.where} within {self.timeout_s:g} s (raise "
+                    "timeout_s in the address if the chip is just slow)"
+                ) from None
+            except w.ProtocolError as err:
+                self._drop()
+                raise ConnectionLost(
+                    f"{self.where} sent a malformed reply to {op}: {err}"
+                ) from None
+            except (w.PeerClosed, OSError) as err:
+                if isinstance(err, ConnectionLost) and not isinstance(err, w.PeerClosed):
+                    raise
+                self._drop()
+                self._reconnect(err, op)
+                continue  # re-send the same request id: never applied twice
+            break
+        if reply.get("id") != rid:
+            if reply.get("ok") is False and reply.get("id") is None:
+                self._drop()
+                raise w.error_from_wire(reply.get("error"), where=self.where)
+            self._drop()
+            raise ConnectionLost(f"{self.where} answered request {reply.get('id')!r}, not {rid}")
+        if not reply.get("ok"):
+            raise w.error_from_wire(reply.get("error"), where=self.where)
+        return reply.get("result")
+
+    # -- the driver protocol -----------------------------------------------------------------
+
+    def describe(self) -> ChipDescription:
+        """The served chip's description (fetched at connect; ``driver`` names the link)."""
+        return self._desc
+
+    def load_inputs(self, x: Any, y: Any | None) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        y = None if y is None else np.asarray(y, dtype=np.float32)
+        w.check_inputs(self._desc, x, y)
+        self._call("load_inputs", {"x": x, "y": y})
+
+    def run_schedule(self, schedule: NudgeSchedule) -> Settled:
+        w.check_schedule(self._desc, schedule)
+        return w.settled_from_wire(self._call("run_schedule", w.schedule_to_wire(schedule)))
+
+    def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
+        rows, cols = np.asarray(rows, np.float32), np.asarray(cols, np.float32)
+        w.check_outer_product(self._desc, name, rows, cols, float(lr))
+        args = {"name": name, "rows": rows, "cols": cols, "lr": float(lr)}
+        return w.report_from_wire(self._call("apply_outer_product", args))
+
+    def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
+        delta_w = np.asarray(delta_w, np.float32)
+        w.check_delta(self._desc, name, delta_w)
+        return w.report_from_wire(self._call("program_delta", {"name": name, "delta_w": delta_w}))
+
+    def read_weights(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return w.weights_from_wire(self._call("read_weights"))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        self._need_checkpoint()
+        try:
+            return w.state_from_wire(self._call("state_dict"))
+        except OutOfRange as err:
+            raise ConnectionLost(f"{self.where} sent a malformed state: {err}") from None
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._need_checkpoint()
+        if not isinstance(state, dict):
+            raise OutOfRange("a state dict must map names to arrays")
+        self._call("load_state_dict", {"state": {k: np.asarray(v) for k, v in state.items()}})
+
+    def ping(self) -> float:
+        """Round-trip time of an empty request (s)."""
+        t0 = time.perf_counter()
+        self._call("ping")
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        """End the session (the server closes its driver) and the link; idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._sock is not None:
+                self.timeout_s = min(self.timeout_s, 10.0)
+                self.reconnect_s = 0.0
+                self._call("close")
+        except AnalogHepError:
+            pass  # the server is gone already: nothing left to release
+        finally:
+            self._closed = True
+            self._drop()
+
+    def __enter__(self) -> RemoteDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _need_checkpoint(self) -> None:
+        if not self._desc.capabilities.checkpoint:
+            raise UnsupportedCapability(
+                f"chip {self._desc.name!r} cannot save or restore its state"
+            )
+
+
+def _why(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,564 @@
+"""Serve one driver over TCP: ``analog-hep serve`` and :class:`DriverServer`.
+
+The server wraps any registered driver (the emulator or a lab's chip) behind the wire
+protocol of :mod:`analog_hep.drivers._wire`. Rules it keeps:
+
+- It binds to loopback unless told otherwise; on any other address a token is required
+  (HMAC challenge-response: the token never crosses the wire).
+- One controlling client at a time. A client owns a *session* (its run): the server opens
+  the driver for it with the client's seed (``open_driver(name, circuit, seed=...)``), so a
+  remote run draws the same noise as an in-process one. A client that reconnects with its
+  session id takes its chip back; a new client is refused while the owner is connected and
+  gets a freshly opened driver once it is gone.
+- Every request is checked (frame size, dtypes, shapes, capabilities, finite values) before
+  the driver sees it; malformed input gets a typed error reply and never reaches the chip.
+- Replies are cached per request id, so a request re-sent after a reconnect is answered
+  again, not applied twice.
+- :meth:`DriverServer.shutdown` (SIGINT/SIGTERM in ``analog-hep serve``) stops accepting,
+  lets a running chip call finish, closes the driver and returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import selectors
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import AnalogHepError, OutOfRange, SpecError
+from . import _wire as w
+from ._protocol import ChipDescription, Driver
+from ._registry import available_drivers, open_driver, parse_driver_arg
+
+__all__ = ["DriverServer", "is_loopback"]
+
+_REPLY_CACHE_ENTRIES = 16
+_REPLY_CACHE_BYTES = 256 << 20
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only the loopback interface (``127.0.0.0/8``, ``::1``,
+    ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Session:
+    """One client's run: its driver, description, and the replies per request id."""
+
+    def __init__(self, sid: str, seed: int, driver: Driver, desc: ChipDescription):
+        self.id = sid
+        self.seed = seed
+        self.driver = driver
+        self.desc = desc
+        self.lock = threading.Lock()  # one chip call at a time
+        self.owner: socket.socket | None = None
+        self.replies: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+        self._bytes = 0
+        self.state_ref: dict[str, np.ndarray] | None = None
+
+    def remember(self, rid: int, digest: bytes, reply: bytes) -> None:
+        self.replies[rid] = (digest, reply)
+        self._bytes += len(reply)
+        while len(self.replies) > _REPLY_CACHE_ENTRIES or (
+            self._bytes > _REPLY_CACHE_BYTES and len(self.replies) > 1
+        ):
+            _, (_, old) = self.replies.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class DriverServer:
+    """Serve one driver over TCP with the analog-hep wire protocol.
+
+    **Arguments:**
+
+    - ``circuit``: the loaded :class:`analog_hep.spec.Circuit` the chip implements; clients
+      must present the same circuit (SHA-256 of its YAML and device cards).
+    - ``driver``: ``NAME[:KEY=VALUE,...]`` of a registered driver (default ``emulator``).
+    - ``host``, ``port``: where to listen (``port=0``: any free port; see :attr:`address`).
+    - ``token``: shared secret; required unless ``host`` is loopback (then optional).
+    - ``max_frame_bytes``: largest payload accepted from an authenticated client (bytes).
+    - ``handshake_timeout_s``: time a new connection has to authenticate (s).
+    - ``frame_timeout_s``: time to receive the rest of a started frame (s).
+    - ``idle_timeout_s``: an owner's connection silent this long is closed (s; the session
+      stays, the client can reconnect).
+    - ``max_connections``: concurrent connections (authenticated or not).
+    - ``log``: where one-line events go (default: stderr).
+
+    **Raises:** :class:`SpecError` for a non-loopback host without a token, an unknown
+    driver, or an address that cannot be bound.
+    """
+
+    def __init__(
+        self,
+        circuit: Any,
+        *,
+        driver: str = "emulator",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        max_frame_bytes: int = w.DEFAULT_MAX_PAYLOAD_BYTES,
+        handshake_timeout_s: float = 10.0,
+        frame_timeout_s: float = 30.0,
+        idle_timeout_s: float = 3600.0,
+        max_connections: int = 8,
+        log: Callable[[str], None] | None = None,
+    ):
+        if not is_loopback(host) and not token:
+            raise SpecError(
+                f"--host {host}: serving beyond loopback needs --token-file (a shared secret "
+                "clients present); bind 127.0.0.1 and tunnel (ssh -L) otherwise"
+            )
+        if token is not None and len(token) < 16:
+            raise SpecError("the token must be at least 16 characters long")
+        name, _ = parse_driver_arg(driver)
+        if name == "tcp":
+            raise SpecError("--driver: a server serves a local driver, not tcp://")
+        if name not in available_drivers():
+            raise SpecError(
+                f"--driver {driver}: no driver named {name!r}; registered: "
+                f"{', '.join(sorted(available_drivers()))}"
+            )
+        self.circuit = circuit
+        self.driver_arg = driver
+        self.token = token
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.handshake_timeout_s = float(handshake_timeout_s)
+        self.frame_timeout_s = float(frame_timeout_s)
+        self.idle_timeout_s = float(idle_timeout_s)
+        self.max_connections = int(max_connections)
+        self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self._digest = w.circuit_digest(circuit)
+        self._session: _Session | None = None
+        self._opening = False
+        self._state = threading.Lock()  # guards _session and _conns
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(16)
+        except OSError as err:
+            sock.close()
+            raise SpecError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        sock.setblocking(False)
+        self._sock = sock
+        self.address: tuple[str, int] = sock.getsockname()[:2]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def serve_forever(self, *, poll_s: float = 0.2) -> None:
+        """Accept connections until :meth:`shutdown`; then close everything and return."""
+        sel = selectors.DefaultSelector()
+        sel.register(self._sock, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                if not sel.select(timeout=poll_s):
+                    continue
+                try:
+                    conn, peer = self._sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    if self._stop.is_set():
+                        break
+                    raise
+                self._accept(conn, peer)
+        finally:
+            sel.close()
+            self._close_all()
+            self._stopped.set()
+
+    def start(self) -> DriverServer:
+        """Serve in a background thread (tests, notebooks); returns ``self``."""
+        self._thread = threading.Thread(target=self.serve_forever, name="analog-hep-serve")
+        self._thread.start()
+        return self
+
+    def shutdown(self, *, timeout_s: float = 30.0) -> None:
+        """Stop serving: no new connections, running calls finish, the driver is closed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        else:
+            self._stopped.wait(timeout_s)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def __enter__(self) -> DriverServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    @property
+    def session_driver(self) -> Driver | None:
+        """The driver of the current session (tests and introspection)."""
+        s = self._session
+        return None if s is None else s.driver
+
+    def _close_all(self) -> None:
+        self._sock.close()
+        with self._state:
+            conns = list(self._conns.items())
+        for c, _ in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        for _, t in conns:
+            t.join(self.frame_timeout_s)
+        s = self._session
+        if s is not None:
+            got = s.lock.acquire(timeout=self.frame_timeout_s)
+            try:
+                self._close_driver(s)
+            finally:
+                if got:
+                    s.lock.release()
+            self._session = None
+        self._log("server stopped")
+
+    def _close_driver(self, s: _Session) -> None:
+        try:
+            s.driver.close()
+        except Exception as err:  # a driver failing to close must not stop the server
+            self._log(f"closing the driver failed: {type(err).__name__}: {err}")
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _accept(self, conn: socket.socket, peer: Any) -> None:
+        conn.setblocking(True)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._state:
+            busy = len(self._conns) >= self.max_connections
+            if not busy:
+                t = threading.Thread(
+                    target=self._handle, args=(conn, peer), name=f"conn-{peer}", daemon=True
+                )
+                self._conns[conn] = t
+        if busy:
+            self._send_quietly(conn, self._error(None, "ChipBusy", "too many connections"))
+            conn.close()
+            return
+        t.start()
+
+    def _send_quietly(self, conn: socket.socket, frame: bytes) -> bool:
+        try:
+            conn.settimeout(self.frame_timeout_s)
+            conn.sendall(frame)
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _error(rid: int | None, kind: str, message: str) -> bytes:
+        return w.encode_frame({"id": rid, "ok": False, "error": {"type": kind, "message": message}})
+
+    @classmethod
+    def _error_of(cls, rid: int | None, err: BaseException) -> bytes:
+        e = w.error_to_wire(err)
+        return cls._error(rid, e["type"], e["message"])
+
+    def _handle(self, conn: socket.socket, peer: Any) -> None:
+        session: _Session | None = None
+        try:
+            session = self._handshake(conn, peer)
+            if session is not None:
+                self._serve_session(conn, session)
+        except Exception as err:  # never let one connection take the server down
+            self._log(f"{peer}: connection dropped: {type(err).__name__}: {err}")
+        finally:
+            with self._state:
+                self._conns.pop(conn, None)
+                if session is not None and session.owner is conn:
+                    session.owner = None
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _handshake(self, conn: socket.socket, peer: Any) -> _Session | None:
+        nonce = secrets.token_hex(16)
+        welcome = {
+            "type": "welcome",
+            "protocol": w.PROTOCOL_VERSION,
+            "server": f"analog-hep {__version__}",
+            "nonce": nonce,
+            "auth": "hmac-sha256" if self.token else "none",
+            "driver": self.driver_arg,
+            "circuit": self.circuit.spec.name,
+        }
+        if not self._send_quietly(conn, w.encode_frame(welcome)):
+            return None
+        rid: int | None = None
+        try:
+            msg = w.read_frame(
+                conn,
+                max_header_bytes=w.PREAUTH_MAX_FRAME_BYTES,
+                max_payload_bytes=0,
+                first_byte_timeout_s=self.handshake_timeout_s,
+                frame_timeout_s=self.handshake_timeout_s,
+            )
+            req = w.request_from_message(msg)
+            rid = req.id
+            if req.op != "hello":
+                raise w.ProtocolError(f"the first request must be hello, found {req.op!r}")
+            a = req.args
+            sid = a.get("session")
+            if not isinstance(sid, str) or not 8 <= len(sid) <= 64 or not sid.isalnum():
+                raise w.ProtocolError("hello: session must be 8 to 64 letters or digits")
+            if self.token:
+                expected = w.auth_digest(self.token, nonce, sid)
+                given = a.get("auth")
+                if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+                    self._log(f"{peer}: authentication failed")
+                    self._send_quietly(
+                        conn,
+                        self._error(
+                            rid,
+                            "SpecError",
+                            "authentication failed: the server needs the "
+                            "token of its --token-file (tcp://HOST:PORT?token_file=F)",
+                        ),
+                    )
+                    return None
+            seed, reconnect = a.get("seed"), a.get("reconnect")
+            if type(seed) is not int or not 0 <= seed < 2**63 or type(reconnect) is not bool:
+                raise w.ProtocolError(
+                    "hello: seed must be a non-negative integer, reconnect a bool"
+                )
+            if a.get("circuit_sha256") != self._digest:
+                self._send_quietly(
+                    conn,
+                    self._error(
+                        rid,
+                        "SpecError",
+                        f"circuit mismatch: this server serves circuit "
+                        f"{self.circuit.spec.name!r} (sha256 {self._digest[:12]}...) and the "
+                        "client's circuit file differs: use the same circuit (and device cards) "
+                        "on both ends",
+                    ),
+                )
+                return None
+        except (w.ProtocolError, OutOfRange) as err:
+            if not isinstance(err, w.PeerClosed):
+                self._send_quietly(conn, self._error(rid, "ProtocolError", str(err)))
+            return None
+        except (TimeoutError, OSError):
+            return None
+        return self._claim(conn, peer, rid, sid, seed, reconnect)
+
+    def _claim(
+        self, conn: socket.socket, peer: Any, rid: int | None, sid: str, seed: int, reconnect: bool
+    ) -> _Session | None:
+        """Make ``conn`` the owner of session ``sid`` (opening the driver when it is new)."""
+        with self._state:
+            cur = self._session
+            if cur is not None and cur.id == sid:
+                old = cur.owner
+                cur.owner = conn
+                if old is not None and old is not conn:
+                    with contextlib.suppress(OSError):
+                        old.shutdown(socket.SHUT_RDWR)
+                self._log(f"{peer}: session {sid[:8]} reconnected")
+                reply = {"id": rid, "ok": True, "result": self._hello_result(cur, True)}
+                return cur if self._send_quietly(conn, w.encode_frame(reply)) else None
+            if reconnect:
+                self._send_quietly(
+                    conn,
+                    self._error(
+                        rid,
+                        "UnknownSession",
+                        "the server no longer holds this run's chip (it was restarted or "
+                        "another run took it over); the chip state of this run is lost",
+                    ),
+                )
+                return None
+            if self._opening or (cur is not None and cur.owner is not None):
+                self._send_quietly(
+                    conn,
+                    self._error(
+                        rid, "ChipBusy", "another client controls this chip; one client at a time"
+                    ),
+                )
+                return None
+            # Claim the chip before opening it (which may take a while) outside the lock:
+            # a concurrent hello sees it busy.
+            self._session = None
+            self._opening = True
+        try:
+            if cur is not None:
+                with cur.lock:
+                    self._close_driver(cur)
+            try:
+                driver = open_driver(self.driver_arg, self.circuit, seed=seed)
+                desc = driver.describe()
+            except AnalogHepError as err:
+                self._send_quietly(conn, self._error_of(rid, err))
+                return None
+            except Exception as err:
+                self._log(f"opening driver {self.driver_arg!r} failed:\n{traceback.format_exc()}")
+                self._send_quietly(
+                    conn, self._error(rid, "DriverError", f"{type(err).__name__}: {err}")
+                )
+                return None
+            s = _Session(sid, seed, driver, desc)
+            s.owner = conn
+            with self._state:
+                self._session = s
+        finally:
+            with self._state:
+                self._opening = False
+        self._log(f"{peer}: session {sid[:8]} opened {self.driver_arg} (seed {seed})")
+        reply = {"id": rid, "ok": True, "result": self._hello_result(s, False)}
+        return s if self._send_quietly(conn, w.encode_frame(reply)) else None
+
+    @staticmethod
+    def _hello_result(s: _Session, resumed: bool) -> dict[str, Any]:
+        return {
+            "session": s.id,
+            "resumed": resumed,
+            "description": w.description_to_wire(s.desc),
+        }
+
+    def _serve_session(self, conn: socket.socket, s: _Session) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = w.read_frame(
+                    conn,
+                    max_payload_bytes=self.max_frame_bytes,
+                    first_byte_timeout_s=self.idle_timeout_s,
+                    frame_timeout_s=self.frame_timeout_s,
+                )
+            except w.PeerClosed:
+                return
+            except w.ProtocolError as err:
+                self._send_quietly(conn, self._error(None, "ProtocolError", str(err)))
+                return  # the byte stream cannot be trusted any more
+            except (TimeoutError, OSError):
+                return
+            try:
+                req = w.request_from_message(msg)
+            except w.ProtocolError as err:
+                rid = msg.get("id") if type(msg.get("id")) is int else None
+                if not self._send_quietly(conn, self._error(rid, "ProtocolError", str(err))):
+                    return
+                continue
+            digest = hashlib.sha256(repr((req.op, _fingerprint(req.args))).encode()).digest()
+            with s.lock:
+                if s.owner is not conn or self._session is not s:
+                    return  # taken over by a reconnect of the same client
+                cached = s.replies.get(req.id)
+                if cached is not None and cached[0] == digest:
+                    reply = cached[1]  # a re-sent request: answer again, apply nothing
+                elif cached is not None:
+                    reply = self._error(
+                        req.id, "ProtocolError", f"request id {req.id} was used for another request"
+                    )
+                else:
+                    reply = self._execute(s, req)
+                    s.remember(req.id, digest, reply)
+                    if req.op == "close":
+                        with self._state:
+                            if self._session is s:
+                                self._session = None
+            if not self._send_quietly(conn, reply) or req.op == "close":
+                return
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _execute(self, s: _Session, req: w.Request) -> bytes:
+        try:
+            result = self._dispatch(s, req.op, req.args)
+            return w.encode_frame({"id": req.id, "ok": True, "result": result})
+        except (AnalogHepError, w.ProtocolError) as err:
+            return self._error_of(req.id, err)
+        except Exception as err:
+            self._log(f"driver failed in {req.op}:\n{traceback.format_exc()}")
+            return self._error(req.id, "DriverError", f"{type(err).__name__}: {err}")
+
+    def _dispatch(self, s: _Session, op: str, a: dict[str, Any]) -> Any:
+        d, desc = s.driver, s.desc
+        if op == "ping":
+            return {}
+        if op == "describe":
+            return w.description_to_wire(desc)
+        if op == "load_inputs":
+            x, y = a.get("x"), a.get("y")
+            w.check_inputs(desc, x, y)  # type: ignore[arg-type]
+            d.load_inputs(x, y)
+            return {}
+        if op == "run_schedule":
+            sched = w.schedule_from_wire(a)
+            w.check_schedule(desc, sched)
+            return w.settled_to_wire(d.run_schedule(sched))
+        if op == "apply_outer_product":
+            name, rows, cols, lr = a.get("name"), a.get("rows"), a.get("cols"), a.get("lr")
+            w.check_outer_product(desc, name, rows, cols, lr)  # type: ignore[arg-type]
+            rep = d.apply_outer_product(name, rows, cols, lr=float(lr))  # type: ignore[arg-type]
+            return w.report_to_wire(rep)
+        if op == "program_delta":
+            name, delta = a.get("name"), a.get("delta_w")
+            w.check_delta(desc, name, delta)  # type: ignore[arg-type]
+            return w.report_to_wire(d.program_delta(name, delta))  # type: ignore[arg-type]
+        if op == "read_weights":
+            return w.weights_to_wire(d.read_weights())
+        if op == "state_dict":
+            self._need_checkpoint(desc)
+            return {k: np.asarray(v) for k, v in d.state_dict().items()}
+        if op == "load_state_dict":
+            self._need_checkpoint(desc)
+            state = w.state_from_wire(a.get("state"))
+            reference = {k: np.asarray(v) for k, v in d.state_dict().items()}
+            w.check_state(reference, state)
+            d.load_state_dict(state)
+            return {}
+        if op == "close":
+            self._close_driver(s)
+            return {}
+        raise w.ProtocolError(f"unknown op {op!r}")
+
+    @staticmethod
+    def _need_checkpoint(desc: ChipDescription) -> None:
+        if not desc.capabilities.checkpoint:
+            from ..errors import UnsupportedCapability
+
+            raise UnsupportedCapability(f"chip {desc.name!r} cannot save or restore its state")
+
+
+def _fingerprint(v: Any) -> Any:
+    """A hashable digest of decoded request args (arrays by dtype, shape and bytes)."""
+    if isinstance(v, np.ndarray):
+        return (v.dtype.str, v.shape, hashlib.sha256(v.tobytes()).hexdigest())
+    if isinstance(v, dict):
+        return tuple(sorted((k, _fingerprint(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_fingerprint(x) for x in v)
+    return (type(v).__name__, repr(v))
+
+
+def wait_forever(server: DriverServer, *, poll_s: float = 0.2) -> None:  # pragma: no cover
+    """Block until ``server`` stopped (used by the CLI after :meth:`DriverServer.start`)."""
+    while not server._stopped.is_set():
+        time.sleep(poll_s)

@@ -1,0 +1,740 @@
+"""The analog-hep wire protocol (version 1): frames, values and the driver messages.
+
+A remote chip is driven through TCP by :class:`analog_hep.drivers.RemoteDriver`, talking to
+``analog-hep serve`` (:class:`analog_hep.drivers.DriverServer`). No pickle crosses the wire:
+a frame is a fixed prefix, a UTF-8 JSON header and raw little-endian arrays.
+
+**Frame** (all integers little-endian)::
+
+    offset  size  field
+    0       4     magic b"AHEP"
+    4       2     protocol version, uint16 (this module: 1)
+    6       2     flags, uint16 (reserved, must be 0)
+    8       4     header length H, uint32 (2 <= H <= max_header_bytes)
+    12      8     payload length P, uint64 (P <= max_payload_bytes)
+    20      H     header: one JSON object (UTF-8, no NaN/Infinity literals)
+    20+H    P     payload: the arrays of header["arrays"], back to back, C order
+
+``header["arrays"]`` lists ``{"dtype": "<f4", "shape": [20, 64]}`` per array; the sizes must
+add up to ``P`` exactly. Dtypes: ``|b1 |i1 |u1 <i2 <u2 <i4 <u4 <i8 <u8 <f4 <f8 <c8 <c16``
+(big-endian or object dtypes are refused); at most 8 dimensions.
+
+**Values** inside the header are JSON, with tagged objects (an object with one key that
+starts with ``$``): ``{"$array": i}`` the ``i``-th payload array, ``{"$complex": [re, im]}``,
+``{"$float": "nan" | "inf" | "-inf"}``. Plain objects must not use ``$`` keys.
+
+**Conversation.** The server speaks first, ``{"type": "welcome", "protocol": 1, "nonce":
+HEX, "auth": "hmac-sha256" | "none", ...}``. The client answers ``{"op": "hello", "id": 0,
+"args": {"session", "reconnect", "seed", "circuit_sha256", "auth", "client"}}`` where
+``auth = HMAC-SHA256(token, "analog-hep/1" + nonce + session)`` (the token never crosses the
+wire). Then requests ``{"op", "id", "args"}`` and replies ``{"id", "ok": true, "result"}`` or
+``{"id", "ok": false, "error": {"type", "message"}}``, one at a time. Ops: ``describe``,
+``load_inputs``, ``run_schedule``, ``apply_outer_product``, ``program_delta``,
+``read_weights``, ``state_dict``, ``load_state_dict``, ``ping``, ``close``. The server keeps
+its last replies per request id, so a request re-sent after a reconnect is answered from
+that cache, never applied twice. ``docs/drivers.md`` has the details.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import socket
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import (
+    AnalogHepError,
+    ConnectionLost,
+    DriverTimeout,
+    NotSettled,
+    OutOfRange,
+    SpecError,
+    UnsupportedCapability,
+)
+from ._protocol import (
+    Capabilities,
+    ChipDescription,
+    CrossbarInfo,
+    NudgeSchedule,
+    Settled,
+    UpdateReport,
+)
+
+__all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAGIC",
+    "OPS",
+    "PREAUTH_MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "PeerClosed",
+    "ProtocolError",
+    "auth_digest",
+    "circuit_digest",
+    "decode_frame",
+    "encode_frame",
+    "error_from_wire",
+    "read_frame",
+]
+
+MAGIC = b"AHEP"
+PROTOCOL_VERSION = 1
+_PREFIX = struct.Struct("<4sHHIQ")
+PREFIX_BYTES = _PREFIX.size  # 20
+DEFAULT_MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON
+DEFAULT_MAX_PAYLOAD_BYTES = 256 << 20  # 256 MiB of arrays
+PREAUTH_MAX_FRAME_BYTES = 64 << 10  # before the hello is accepted
+MAX_NDIM = 8
+MAX_ARRAYS = 4096
+MAX_STEPS = 10_000_000  # settle lengths beyond this are refused (a typo, not a schedule)
+MAX_POINTS = 100_000
+
+DTYPES = frozenset(
+    ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16"]
+)
+
+OPS = (
+    "describe",
+    "load_inputs",
+    "run_schedule",
+    "apply_outer_product",
+    "program_delta",
+    "read_weights",
+    "state_dict",
+    "load_state_dict",
+    "ping",
+    "close",
+)
+
+
+class ProtocolError(ConnectionLost):
+    """The peer sent something that is not a valid frame or message of this protocol."""
+
+
+class PeerClosed(ConnectionLost):
+    """The peer closed the connection cleanly between two frames."""
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def _wire_array(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, little-endian copy-free view of ``a`` when possible."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biufc" or a.dtype.str.replace(">", "<") not in DTYPES:
+        raise TypeError(f"array dtype {a.dtype} cannot cross the wire")
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(a)
+
+
+def _encode_value(v: Any, arrays: list[np.ndarray]) -> Any:
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, np.bool_):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isfinite(f):
+            return f
+        return {"$float": "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")}
+    if isinstance(v, (complex, np.complexfloating)):
+        c = complex(v)
+        return {"$complex": [_encode_value(c.real, arrays), _encode_value(c.imag, arrays)]}
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, Mapping):
+        out = {}
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise TypeError(f"object keys must be strings, found {k!r}")
+            if k.startswith("$"):
+                raise TypeError(f"object keys starting with '$' are reserved, found {k!r}")
+            out[k] = _encode_value(x, arrays)
+        return out
+    if isinstance(v, (list, tuple)):
+        return [_encode_value(x, arrays) for x in v]
+    if hasattr(v, "__array__") or isinstance(v, np.ndarray):
+        arrays.append(_wire_array(np.asarray(v)))
+        return {"$array": len(arrays) - 1}
+    raise TypeError(f"cannot send a value of type {type(v).__name__}")
+
+
+def _decode_value(v: Any, arrays: Sequence[np.ndarray], depth: int = 0) -> Any:
+    if depth > 64:
+        raise ProtocolError("value nested deeper than 64 levels")
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v
+    if isinstance(v, list):
+        return [_decode_value(x, arrays, depth + 1) for x in v]
+    if isinstance(v, dict):
+        tags = [k for k in v if k.startswith("$")]
+        if not tags:
+            return {k: _decode_value(x, arrays, depth + 1) for k, x in v.items()}
+        if len(v) != 1:
+            raise ProtocolError(f"a tagged value has exactly one key, found {sorted(v)[:4]}")
+        tag, x = next(iter(v.items()))
+        if tag == "$array":
+            if type(x) is not int or not 0 <= x < len(arrays):
+                raise ProtocolError(f"$array index {x!r} outside the {len(arrays)} arrays")
+            return arrays[x]
+        if tag == "$float":
+            if x not in ("nan", "inf", "-inf"):
+                raise ProtocolError(f"$float must be nan, inf or -inf, found {x!r}")
+            return float(x)
+        if tag == "$complex":
+            if not isinstance(x, list) or len(x) != 2:
+                raise ProtocolError("$complex must be [re, im]")
+            re, im = (_decode_value(p, arrays, depth + 1) for p in x)
+            if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in (re, im)):
+                raise ProtocolError("$complex parts must be numbers")
+            return complex(re, im)
+        raise ProtocolError(f"unknown tag {tag!r}")
+    raise ProtocolError(f"unexpected JSON value of type {type(v).__name__}")
+
+
+# -- frames ----------------------------------------------------------------------------------
+
+
+def encode_frame(header: Mapping[str, Any]) -> bytes:
+    """One frame: ``header`` (any values, arrays included) as JSON plus the array payload."""
+    arrays: list[np.ndarray] = []
+    body = _encode_value(dict(header), arrays)
+    body["arrays"] = [{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays]
+    text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    payload_len = sum(a.nbytes for a in arrays)
+    prefix = _PREFIX.pack(MAGIC, PROTOCOL_VERSION, 0, len(text), payload_len)
+    return b"".join([prefix, text, *(a.tobytes() for a in arrays)])
+
+
+def _parse_prefix(
+    prefix: bytes, *, max_header_bytes: int, max_payload_bytes: int
+) -> tuple[int, int]:
+    magic, version, flags, h_len, p_len = _PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise ProtocolError(f"not an analog-hep frame (magic {magic!r}, expected {MAGIC!r})")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version} is not supported; this side speaks version "
+            f"{PROTOCOL_VERSION}: run the same analog-hep release on both ends"
+        )
+    if flags != 0:
+        raise ProtocolError(f"unknown frame flags {flags:#06x}")
+    if not 2 <= h_len <= max_header_bytes:
+        raise ProtocolError(f"header of {h_len} bytes outside [2, {max_header_bytes}]")
+    if p_len > max_payload_bytes:
+        raise ProtocolError(f"payload of {p_len} bytes exceeds the limit of {max_payload_bytes}")
+    return h_len, p_len
+
+
+def _array_specs(specs: Any, payload_len: int) -> list[tuple[np.dtype, tuple[int, ...], int]]:
+    if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+        raise ProtocolError(f"header 'arrays' must be a list of at most {MAX_ARRAYS} entries")
+    out = []
+    total = 0
+    for s in specs:
+        if not isinstance(s, dict) or set(s) != {"dtype", "shape"}:
+            raise ProtocolError("each array spec is {'dtype': ..., 'shape': [...]}")
+        dt, shape = s["dtype"], s["shape"]
+        if dt not in DTYPES:
+            raise ProtocolError(f"array dtype {dt!r} not allowed; allowed: {sorted(DTYPES)}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_NDIM
+            or not all(type(n) is int and 0 <= n <= payload_len + 1 for n in shape)
+        ):
+            raise ProtocolError(f"array shape {shape!r} is not a list of <= {MAX_NDIM} sizes")
+        dtype = np.dtype(dt)
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        total += nbytes
+        if total > payload_len:
+            raise ProtocolError(f"arrays need more than the {payload_len} payload bytes")
+        out.append((dtype, tuple(shape), nbytes))
+    if total != payload_len:
+        raise ProtocolError(f"arrays need {total} bytes, the payload has {payload_len}")
+    return out
+
+
+def decode_frame(header_bytes: bytes, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The message of one frame: its header with arrays and tags resolved.
+
+    **Raises:** :class:`ProtocolError` for anything that is not a valid message.
+    """
+    try:
+        raw = json.loads(
+            bytes(header_bytes).decode("utf-8"),
+            parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"literal {c}")),
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ProtocolError(f"header is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("header must be a JSON object")
+    specs = _array_specs(raw.pop("arrays", []), len(payload))
+    arrays = []
+    offset = 0
+    for dtype, shape, nbytes in specs:
+        a = np.frombuffer(payload, dtype=dtype, count=math.prod(shape), offset=offset)
+        arrays.append(a.reshape(shape))
+        offset += nbytes
+    return _decode_value(raw, arrays)
+
+
+def _recv_exact(sock: socket.socket, n: int, *, deadline: float | None) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"frame incomplete after its time limit ({got}/{n} bytes)")
+            sock.settimeout(left)
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ProtocolError(f"connection closed mid-frame ({got}/{n} bytes)")
+        got += k
+    return buf
+
+
+def read_frame(
+    sock: socket.socket,
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    first_byte_timeout_s: float | None,
+    frame_timeout_s: float | None,
+) -> dict[str, Any]:
+    """Read and decode one frame from ``sock``.
+
+    Waits up to ``first_byte_timeout_s`` (``None``: forever) for the frame to start, then
+    up to ``frame_timeout_s`` for the rest of it.
+
+    **Raises:** :class:`PeerClosed` (clean close before a frame), :class:`ProtocolError`
+    (malformed, oversized or truncated frame), ``TimeoutError``, ``OSError``.
+    """
+    sock.settimeout(first_byte_timeout_s)
+    first = sock.recv(1)
+    if not first:
+        raise PeerClosed("the peer closed the connection")
+    deadline = None if frame_timeout_s is None else time.monotonic() + frame_timeout_s
+    prefix = first + bytes(_recv_exact(sock, PREFIX_BYTES - 1, deadline=deadline))
+    h_len, p_len = _parse_prefix(
+        prefix, max_header_bytes=max_header_bytes, max_payload_bytes=max_payload_bytes
+    )
+    header = _recv_exact(sock, h_len, deadline=deadline)
+    payload = _recv_exact(sock, p_len, deadline=deadline) if p_len else bytearray()
+    return decode_frame(header, payload)
+
+
+# -- authentication and identity -------------------------------------------------------------
+
+
+def auth_digest(token: str, nonce_hex: str, session: str) -> str:
+    """``HMAC-SHA256(token, "analog-hep/1" + nonce + session)`` as hex."""
+    msg = b"analog-hep/1" + nonce_hex.encode("ascii") + session.encode("utf-8")
+    return hmac.new(token.encode("utf-8"), msg, hashlib.sha256).hexdigest()
+
+
+def circuit_digest(circuit: Any) -> str:
+    """SHA-256 of a circuit's YAML and the YAML of every device card it uses."""
+    h = hashlib.sha256(circuit.text.encode("utf-8"))
+    for name in sorted(circuit.device_texts):
+        h.update(b"\0" + name.encode("utf-8") + b"\0" + circuit.device_texts[name].encode("utf-8"))
+    return h.hexdigest()
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+_ERRORS: dict[str, type[AnalogHepError]] = {
+    "SpecError": SpecError,
+    "UnsupportedCapability": UnsupportedCapability,
+    "OutOfRange": OutOfRange,
+    "NotSettled": NotSettled,
+    "ConnectionLost": ConnectionLost,
+    "DriverTimeout": DriverTimeout,
+    "ProtocolError": ProtocolError,
+    "AnalogHepError": AnalogHepError,
+}
+
+
+def error_to_wire(err: BaseException) -> dict[str, str]:
+    """``{"type", "message"}`` of an error (the nearest analog-hep class by name)."""
+    for cls in type(err).__mro__:
+        if cls.__name__ in _ERRORS:
+            return {"type": cls.__name__, "message": str(err)}
+    return {"type": "DriverError", "message": f"{type(err).__name__}: {err}"}
+
+
+def error_from_wire(err: Any, *, where: str) -> AnalogHepError:
+    """The typed exception for an error reply (``ChipBusy``/``UnknownSession`` are
+    :class:`ConnectionLost`; a driver bug is a plain :class:`AnalogHepError`)."""
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return ProtocolError(f"{where}: malformed error reply")
+    kind, msg = err.get("type"), err["message"]
+    if kind in ("ChipBusy", "UnknownSession"):
+        return ConnectionLost(f"{where}: {msg}")
+    if kind == "DriverError":
+        return AnalogHepError(f"{where}: the served driver failed: {msg}")
+    cls = _ERRORS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return AnalogHepError(f"{where}: {kind}: {msg}")
+    return cls(msg)
+
+
+# -- strict readers for decoded messages -----------------------------------------------------
+
+
+def _field(obj: Any, key: str, kinds: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise OutOfRange(f"{what}: missing field {key!r}")
+    v = obj[key]
+    if isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise OutOfRange(f"{what}: field {key!r} must be {kinds}, found a bool")
+    if not isinstance(v, kinds):
+        raise OutOfRange(f"{what}: field {key!r} has type {type(v).__name__}")
+    return v
+
+
+def _real_array(a: Any, what: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise OutOfRange(f"{what} must be an array, found {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise OutOfRange(f"{what} must be float32 on the wire, found {a.dtype}")
+    return a
+
+
+def _finite(a: np.ndarray, what: str) -> None:
+    if a.size and not np.isfinite(a).all():
+        raise OutOfRange(f"{what} holds NaN or infinite values; nothing was sent to the chip")
+
+
+# -- description -----------------------------------------------------------------------------
+
+
+def description_to_wire(desc: ChipDescription) -> dict[str, Any]:
+    out = asdict(desc)
+    out["extra"] = json.loads(json.dumps(desc.extra, default=str))
+    return out
+
+
+def description_from_wire(d: Any) -> ChipDescription:
+    """A :class:`ChipDescription` from its wire form, every field type-checked."""
+    what = "chip description"
+    try:
+        caps_d = _field(d, "capabilities", dict, what)
+        caps = Capabilities(
+            **{
+                k: _field(caps_d, k, bool, what)
+                for k in (
+                    "complex_nudges",
+                    "previous_start",
+                    "outer_product_update",
+                    "program_delta",
+                    "checkpoint",
+                )
+            },
+            max_batch=_field(caps_d, "max_batch", (int, type(None)), what),
+            max_points=_field(caps_d, "max_points", (int, type(None)), what),
+            beta_max=_field(caps_d, "beta_max", (int, float, type(None)), what),
+        )
+        xbs = []
+        for c in _field(d, "crossbars", list, what):
+            xbs.append(
+                CrossbarInfo(
+                    name=_field(c, "name", str, what),
+                    n_out=_field(c, "n_out", int, what),
+                    n_in=_field(c, "n_in", int, what),
+                    has_bias=_field(c, "has_bias", bool, what),
+                    pre=_field(c, "pre", int, what),
+                    post=_field(c, "post", int, what),
+                )
+            )
+        layers = tuple(_field(d, "layers", list, what))
+        if not all(type(n) is int and n >= 0 for n in layers):
+            raise OutOfRange(f"{what}: layers must be sizes")
+        loss = _field(d, "loss", str, what)
+        if loss not in ("cross_entropy", "mse"):
+            raise OutOfRange(f"{what}: unknown loss {loss!r}")
+        dt_s = _field(d, "dt_s", (int, float, type(None)), what)
+        return ChipDescription(
+            name=_field(d, "name", str, what),
+            driver=_field(d, "driver", str, what),
+            layers=layers,
+            classes=_field(d, "classes", int, what),
+            loss=loss,  # type: ignore[arg-type]
+            crossbars=tuple(xbs),
+            capabilities=caps,
+            free_steps=_field(d, "free_steps", int, what),
+            nudge_steps=_field(d, "nudge_steps", int, what),
+            dt_s=None if dt_s is None else float(dt_s),
+            holomorphic=_field(d, "holomorphic", bool, what),
+            extra=_field(d, "extra", dict, what),
+        )
+    except OutOfRange as err:
+        raise ProtocolError(str(err)) from None
+
+
+def crossbar(desc: ChipDescription, name: Any) -> CrossbarInfo:
+    """The crossbar called ``name``; :class:`OutOfRange` if the chip has none."""
+    for c in desc.crossbars:
+        if c.name == name:
+            return c
+    raise OutOfRange(f"no crossbar {name!r}; this chip has {list(desc.crossbar_names)}")
+
+
+# -- validation shared by the client (before any I/O) and the server (before the driver) ----
+
+
+def check_inputs(desc: ChipDescription, x: np.ndarray, y: np.ndarray | None) -> None:
+    """``x`` ``(B, n_0)`` and ``y`` ``(B, classes)`` float32, finite, ``1 <= B <= max_batch``."""
+    x = _real_array(x, "inputs x")
+    if x.ndim != 2 or x.shape[1] != desc.layers[0] or x.shape[0] < 1:
+        raise OutOfRange(f"inputs must be (batch >= 1, {desc.layers[0]}), found {x.shape}")
+    mb = desc.capabilities.max_batch
+    if mb is not None and x.shape[0] > mb:
+        raise OutOfRange(f"batch of {x.shape[0]} exceeds the chip's max_batch {mb}")
+    _finite(x, "inputs x")
+    if y is not None:
+        y = _real_array(y, "targets y")
+        if y.shape != (x.shape[0], desc.classes):
+            raise OutOfRange(
+                f"targets must be (batch, classes) = {(x.shape[0], desc.classes)}, found {y.shape}"
+            )
+        _finite(y, "targets y")
+
+
+def check_schedule(desc: ChipDescription, s: NudgeSchedule) -> None:
+    """Every beta finite, within ``beta_max``, real unless ``complex_nudges``; step counts in
+    ``[1, 1e7]``; ``start`` known and ``previous`` only with ``previous_start``."""
+    caps = desc.capabilities
+    if caps.max_points is not None and len(s.betas) > caps.max_points:
+        raise OutOfRange(
+            f"{len(s.betas)} nudge points exceed the chip's max_points {caps.max_points}"
+        )
+    if len(s.betas) > MAX_POINTS:
+        raise OutOfRange(f"{len(s.betas)} nudge points exceed {MAX_POINTS}")
+    for b in s.betas:
+        b = complex(b)
+        if not (math.isfinite(b.real) and math.isfinite(b.imag)):
+            raise OutOfRange(f"beta {b} is not finite")
+        if caps.beta_max is not None and abs(b) > caps.beta_max:
+            raise OutOfRange(f"|beta| = {abs(b):.6g} exceeds the chip's beta_max {caps.beta_max}")
+    if s.is_complex and not caps.complex_nudges:
+        raise UnsupportedCapability(
+            f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges): use real "
+            "nudges (symmetric or classic EP)"
+        )
+    for key in ("free_steps", "nudge_steps"):
+        v = getattr(s, key)
+        if v is not None and (type(v) is not int or not 1 <= v <= MAX_STEPS):
+            raise OutOfRange(f"{key} must be None or an integer in [1, {MAX_STEPS}], found {v!r}")
+    if s.start not in ("free", "previous"):
+        raise OutOfRange(f"start must be 'free' or 'previous', found {s.start!r}")
+    if s.start == "previous" and not caps.previous_start:
+        raise UnsupportedCapability(f"chip {desc.name!r} cannot settle from the previous point")
+
+
+def check_outer_product(
+    desc: ChipDescription, name: Any, rows: np.ndarray, cols: np.ndarray, lr: Any
+) -> None:
+    """Crossbar known, ``rows`` ``(R, n_out)``, ``cols`` ``(R, n_in + 1)`` float32 finite,
+    ``lr`` a finite number, and the chip has ``outer_product_update``."""
+    if not desc.capabilities.outer_product_update:
+        raise UnsupportedCapability(f"chip {desc.name!r} has no parallel outer-product update")
+    xb = crossbar(desc, name)
+    rows, cols = _real_array(rows, "rows"), _real_array(cols, "cols")
+    if (
+        rows.ndim != 2
+        or cols.ndim != 2
+        or rows.shape[1] != xb.n_out
+        or cols.shape[1] != xb.n_in + 1
+    ):
+        raise OutOfRange(
+            f"{name}: rows must be (R, {xb.n_out}) and cols (R, {xb.n_in + 1}), found "
+            f"{rows.shape} and {cols.shape}"
+        )
+    if rows.shape[0] != cols.shape[0]:
+        raise OutOfRange(
+            f"{name}: rows and cols need the same R, found {rows.shape[0]}, {cols.shape[0]}"
+        )
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+        raise OutOfRange(f"{name}: lr must be a finite number, found {lr!r}")
+    _finite(rows, f"{name}: rows")
+    _finite(cols, f"{name}: cols")
+
+
+def check_delta(desc: ChipDescription, name: Any, delta_w: np.ndarray) -> None:
+    """Crossbar known, ``delta_w`` ``(n_out, n_in + 1)`` float32 finite, ``program_delta``."""
+    if not desc.capabilities.program_delta:
+        raise UnsupportedCapability(f"chip {desc.name!r} cannot program per-device deltas")
+    xb = crossbar(desc, name)
+    delta_w = _real_array(delta_w, "delta_w")
+    if delta_w.shape != (xb.n_out, xb.n_in + 1):
+        raise OutOfRange(f"{name}: delta must be {(xb.n_out, xb.n_in + 1)}, found {delta_w.shape}")
+    _finite(delta_w, f"{name}: delta_w")
+
+
+def check_state(reference: Mapping[str, np.ndarray], state: Any) -> None:
+    """``state`` has exactly the keys of ``reference``, each with its shape and dtype."""
+    if not isinstance(state, dict):
+        raise OutOfRange("a state dict must be an object of arrays")
+    if set(state) != set(reference):
+        missing, extra = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
+        raise OutOfRange(
+            f"state dict keys differ from the chip's: missing {missing[:5]}, extra {extra[:5]}"
+        )
+    for k, ref in reference.items():
+        a = state[k]
+        ref = np.asarray(ref)
+        if not isinstance(a, np.ndarray) or a.shape != ref.shape or a.dtype != ref.dtype:
+            found = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
+            raise OutOfRange(f"state {k!r} must be {ref.shape} {ref.dtype}, found {found}")
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+def schedule_to_wire(s: NudgeSchedule) -> dict[str, Any]:
+    return {
+        "betas": [complex(b) for b in s.betas],
+        "free_steps": s.free_steps,
+        "nudge_steps": s.nudge_steps,
+        "start": s.start,
+    }
+
+
+def schedule_from_wire(d: Any) -> NudgeSchedule:
+    what = "run_schedule"
+    betas = _field(d, "betas", list, what)
+    if len(betas) > MAX_POINTS:
+        raise OutOfRange(f"{len(betas)} nudge points exceed {MAX_POINTS}")
+    out = []
+    for b in betas:
+        if isinstance(b, bool) or not isinstance(b, (int, float, complex)):
+            raise OutOfRange(f"{what}: beta {b!r} is not a number")
+        out.append(complex(b))
+    fs = _field(d, "free_steps", (int, type(None)), what)
+    ns = _field(d, "nudge_steps", (int, type(None)), what)
+    start = _field(d, "start", str, what)
+    return NudgeSchedule(betas=tuple(out), free_steps=fs, nudge_steps=ns, start=start)  # type: ignore[arg-type]
+
+
+def _np(a: Any) -> np.ndarray | None:
+    return None if a is None else np.asarray(a)
+
+
+def settled_to_wire(s: Settled) -> dict[str, Any]:
+    return {
+        "free_states": [np.asarray(a) for a in s.free_states],
+        "free_logits": _np(s.free_logits),
+        "free_residual": np.asarray(s.free_residual),
+        "betas": np.asarray(s.betas),
+        "states": [np.asarray(a) for a in s.states],
+        "logits": _np(s.logits),
+        "residual": np.asarray(s.residual),
+    }
+
+
+def settled_from_wire(d: Any) -> Settled:
+    what = "settled states"
+    try:
+
+        def arr(v: Any, optional: bool = False) -> np.ndarray | None:
+            if v is None and optional:
+                return None
+            if not isinstance(v, np.ndarray):
+                raise OutOfRange(f"{what}: expected an array, found {type(v).__name__}")
+            return v
+
+        return Settled(
+            free_states=tuple(arr(a) for a in _field(d, "free_states", list, what)),
+            free_logits=arr(d.get("free_logits"), True),
+            free_residual=arr(_field(d, "free_residual", np.ndarray, what)),
+            betas=arr(_field(d, "betas", np.ndarray, what)),
+            states=tuple(arr(a) for a in _field(d, "states", list, what)),
+            logits=arr(d.get("logits"), True),
+            residual=arr(_field(d, "residual", np.ndarray, what)),
+        )
+    except OutOfRange as err:
+        raise ProtocolError(str(err)) from None
+
+
+def report_to_wire(r: UpdateReport) -> dict[str, Any]:
+    return {
+        "crossbar": str(r.crossbar),
+        "pulses": int(r.pulses),
+        "clipped_bound": int(r.clipped_bound),
+        "clipped_request": int(r.clipped_request),
+        "requested_norm": float(r.requested_norm),
+        "realised_norm": float(r.realised_norm),
+    }
+
+
+def report_from_wire(d: Any) -> UpdateReport:
+    what = "update report"
+    try:
+        return UpdateReport(
+            crossbar=_field(d, "crossbar", str, what),
+            pulses=_field(d, "pulses", int, what),
+            clipped_bound=_field(d, "clipped_bound", int, what),
+            clipped_request=_field(d, "clipped_request", int, what),
+            requested_norm=float(_field(d, "requested_norm", (int, float), what)),
+            realised_norm=float(_field(d, "realised_norm", (int, float), what)),
+        )
+    except OutOfRange as err:
+        raise ProtocolError(str(err)) from None
+
+
+def weights_to_wire(w: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+    return {n: [np.asarray(a), np.asarray(b)] for n, (a, b) in w.items()}
+
+
+def weights_from_wire(d: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if not isinstance(d, dict):
+        raise ProtocolError("weights must be an object")
+    out = {}
+    for n, v in d.items():
+        if not isinstance(v, list) or len(v) != 2 or not all(isinstance(a, np.ndarray) for a in v):
+            raise ProtocolError(f"weights of {n!r} must be [W, b] arrays")
+        out[n] = (v[0], v[1])
+    return out
+
+
+def state_from_wire(d: Any) -> dict[str, np.ndarray]:
+    if not isinstance(d, dict) or not all(isinstance(a, np.ndarray) for a in d.values()):
+        raise OutOfRange("a state dict must be an object of arrays")
+    return dict(d)
+
+
+class Request(NamedTuple):
+    """A decoded request: ``id`` (>= 0), ``op`` (one of :data:`OPS` or ``hello``), ``args``."""
+
+    id: int
+    op: str
+    args: dict[str, Any]
+
+
+def request_from_message(msg: dict[str, Any]) -> Request:
+    """Check the envelope of a request message."""
+    rid, op, args = msg.get("id"), msg.get("op"), msg.get("args", {})
+    if type(rid) is not int or not 0 <= rid < 2**63:
+        raise ProtocolError(f"request id must be an integer in [0, 2**63), found {rid!r}")
+    if op != "hello" and op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+    if not isinstance(args, dict):
+        raise ProtocolError("request args must be an object")
+    extra = set(msg) - {"id", "op", "args"}
+    if extra:
+        raise ProtocolError(f"unknown request fields {sorted(extra)[:5]}")
+    return Request(rid, op, args)

@@ -1,0 +1,299 @@
+"""Many gradchecks of one shape in one compiled call: ``vmap`` over the sweep axis.
+
+Points that share every static setting (chip structure and flags, method, N, settle
+lengths, batch size, start) differ only in array values: neuron-noise std, |beta|, the seed
+of inputs and noise, and chip leaves such as mismatch draws or a fabrication seed. They run
+as one ``jax.vmap`` of a pure gradcheck core (free phase, nudge phases, estimator, ground
+truth) inside one ``eqx.filter_jit``. Chip leaves that are equal across the group are shared
+(not stacked), so a noise-by-seed sweep stores one chip.
+
+The core reproduces :func:`analog_hep.studies.gradcheck` step for step (same key split, same
+DAC/ADC, same estimators); on a noiseless chip ``gradcheck`` settles one of each conjugate
+pair of points where this core settles all of them, which changes results by rounding only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..emulator import Chip, Points, dac, free_phase, ground_truth, measure, settle
+from ..hep import circle_betas, classic_estimate, hep_estimate
+from ._gradcheck import _rel, cosine, random_batch
+
+__all__ = ["GroupStatic", "gradcheck_batch", "stack_chips", "trace_count", "with_noise_flags"]
+
+_TRACES = [0]
+
+
+def trace_count() -> int:
+    """How many times the vectorised gradcheck has been traced (= compiled) in this process."""
+    return _TRACES[0]
+
+
+@dataclass(frozen=True)
+class GroupStatic:
+    """Static settings shared by a group (hashable: part of the compiled program's identity).
+
+    ``method``/``points``: the estimator and N (classic: repeats); ``batch``: samples per
+    point; ``start``: where nudged settles start; ``random_inputs``: draw the batch from each
+    point's key (as ``gradcheck`` does) instead of taking given inputs.
+    """
+
+    method: Literal["hep", "classic", "symmetric"]
+    points: int
+    batch: int
+    start: Literal["free", "previous"]
+    random_inputs: bool
+
+
+def with_noise_flags(chip: Chip, *, neuron: bool, read: bool) -> Chip:
+    """The chip with its static noise switches set (the stds are leaves and unchanged).
+
+    A group whose members have different noise stds must draw noise in every member (a zero
+    std then adds exactly zero), so the switches are on for all of them.
+    """
+    cfg = dataclasses.replace(chip.config, neuron_noise=neuron, read_noise=read)
+    return dataclasses.replace(chip, config=cfg)
+
+
+def stack_chips(chips: Sequence[Chip]) -> tuple[Chip, Chip]:
+    """Split chips of one structure into ``(batched, shared)`` (``eqx.partition`` style).
+
+    Leaves equal in every chip go to ``shared`` (unstacked); the others are stacked along a
+    new leading axis into ``batched``. ``eqx.combine(member_of_batched, shared)`` gives one
+    chip back.
+
+    **Raises:** ``ValueError`` if the chips differ in structure or static settings.
+    """
+    treedef = jax.tree.structure(chips[0])
+    for c in chips[1:]:
+        if jax.tree.structure(c) != treedef:
+            raise ValueError("chips of one vectorised group must share structure and config")
+    columns = zip(*(jax.tree.leaves(c) for c in chips), strict=True)
+    batched: list[Any] = []
+    shared: list[Any] = []
+    for col in columns:
+        first = col[0]
+        same = all(a is first for a in col) or all(
+            a.shape == first.shape and bool(np.array_equal(np.asarray(a), np.asarray(first)))
+            for a in col[1:]
+        )
+        if same:
+            batched.append(None)
+            shared.append(first)
+        else:
+            batched.append(jnp.stack(col))
+            shared.append(None)
+    return jax.tree.unflatten(treedef, batched), jax.tree.unflatten(treedef, shared)
+
+
+def _unit_betas(method: str, points: int) -> tuple[tuple[complex, ...], bool]:
+    """The schedule for ``|beta| = 1`` and whether it is complex (static)."""
+    if method == "classic":
+        unit: tuple[complex, ...] = (1.0 + 0j,) * points
+    else:
+        unit = circle_betas(1.0, 2 if method == "symmetric" else points)
+    return unit, any(b.imag != 0 for b in unit)
+
+
+def _tile(a: Array, k: int) -> Array:
+    return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
+
+
+def _nudge(
+    chip: Chip,
+    free: Any,
+    y: Array,
+    betas: Array,
+    *,
+    steps: int,
+    start: str,
+    key: PRNGKeyArray | None,
+) -> Points:
+    """:func:`analog_hep.emulator.nudge_phases` with traced betas (every point settled)."""
+    k_pts = betas.shape[0]
+    b = y.shape[0]
+    x = free.states[0]
+    dtype = betas.dtype
+    if start == "previous":
+
+        def one(s: tuple[Array, ...], kb: tuple[Array, Array]) -> tuple[tuple[Array, ...], Any]:
+            kk, bt = kb
+            out = settle(
+                chip, x, y, jnp.full(b, bt), s, steps=steps, key=None if key is None else kk
+            )
+            return out.states[1:], out
+
+        keys = jr.split(key if key is not None else jr.PRNGKey(0), k_pts)
+        init = tuple(s.astype(dtype) for s in free.states[1:])
+        _, outs = jax.lax.scan(one, init, (keys, betas))
+        states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
+        return Points(betas, states, outs.logits, outs.residual)
+    rows_beta = jnp.repeat(betas, b)
+    init = tuple(_tile(s, k_pts).astype(dtype) for s in free.states[1:])
+    out = settle(chip, _tile(x, k_pts), _tile(y, k_pts), rows_beta, init, steps=steps, key=key)
+
+    def split(a: Array | None) -> Array | None:
+        return None if a is None else a.reshape(k_pts, b, *a.shape[1:])
+
+    states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *(split(s) for s in out.states[1:]))
+    return Points(betas, states, split(out.logits), split(out.residual))  # type: ignore[arg-type]
+
+
+def _flat(chip: Chip, g: dict[str, tuple[Array, Array]]) -> dict[str, Array]:
+    out = {}
+    for n in chip.config.crossbar_names:
+        w, b = g[n]
+        parts = [w.ravel()] + ([b.ravel()] if chip.crossbars[n].has_bias else [])
+        out[n] = jnp.concatenate(parts)
+    return out
+
+
+def _core(
+    chip: Chip,
+    data: tuple[Array, Array] | None,
+    beta: Float[Array, ""],
+    key: PRNGKeyArray,
+    static: GroupStatic,
+) -> dict[str, Any]:
+    """One gradcheck, as :func:`analog_hep.studies.gradcheck` computes it."""
+    cfg = chip.config
+    k_data, k_free, k_nudge = jr.split(key, 3)
+    if data is None:
+        x, y = random_batch(cfg.layers[0], cfg.classes, static.batch, key=k_data)
+    else:
+        x, y = data
+    x = dac(chip, x)
+    noisy = chip.noisy
+    truth = ground_truth(
+        chip, x, y, steps=cfg.free_steps, max_adjoint_iterations=max(20 * cfg.free_steps, 2000)
+    )
+    free = free_phase(chip, x, steps=cfg.free_steps, key=k_free if noisy else None)
+    unit, cplx = _unit_betas(static.method, static.points)
+    dtype = jnp.complex64 if cplx else jnp.float32
+    betas = beta.astype(dtype) * jnp.asarray(unit if cplx else [b.real for b in unit], dtype)
+    pts = _nudge(
+        chip,
+        free,
+        y,
+        betas,
+        steps=cfg.nudge_steps,
+        start=static.start,
+        key=k_nudge if noisy else None,
+    )
+    names = cfg.crossbar_names
+    p_read = measure(chip, pts)  # type: ignore[arg-type]
+    if static.method == "classic":
+        f_read = measure(chip, free)
+        est = classic_estimate(
+            f_read.states, f_read.logits, p_read.states, p_read.logits, y, beta, names
+        )
+    else:
+        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, names)
+    return {
+        "estimate": _flat(chip, est),
+        "truth": _flat(chip, truth.grads),
+        "loss": truth.loss,
+        "free_residual": jnp.max(free.residual),
+        "nudge_residual": jnp.max(pts.residual),
+        "adjoint_residual": truth.adjoint_residual,
+    }
+
+
+@eqx.filter_jit
+def _batched(
+    batched: Chip,
+    shared: Chip,
+    data: tuple[Array, Array] | None,
+    betas: Float[Array, " p"],
+    keys: PRNGKeyArray,
+    static: GroupStatic,
+) -> dict[str, Any]:
+    _TRACES[0] += 1  # runs at trace time only: counts compilations
+
+    def one(member: Chip, d: Any, beta: Array, key: Array) -> dict[str, Any]:
+        return _core(eqx.combine(member, shared), d, beta, key, static)
+
+    return jax.vmap(one)(batched, data, betas, keys)
+
+
+def gradcheck_batch(
+    chips: Sequence[Chip],
+    betas: Sequence[float],
+    seeds: Sequence[int],
+    static: GroupStatic,
+    *,
+    inputs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[dict[str, Any]]:
+    """Gradchecks of ``P`` points in one compiled, vmapped call.
+
+    **Arguments:**
+
+    - ``chips``: ``P`` chips of one structure and config (use :func:`with_noise_flags` to
+      align the noise switches); leaves equal across them are shared.
+    - ``betas``: ``P`` values of ``|beta|`` (dimensionless); ``seeds``: ``P`` seeds of
+      inputs and noise (``jr.PRNGKey(seed)``, split as ``gradcheck`` splits it).
+    - ``static``: the settings the group shares.
+    - ``inputs``: ``P`` pairs ``(x (B, n_0), one-hot y (B, classes))`` when
+      ``static.random_inputs`` is false.
+
+    **Returns:** ``P`` dicts with ``cosine_total``, ``rel_error_total``, ``cosine`` and
+    ``rel_error`` per crossbar, ``loss``, ``free_residual``, ``nudge_residual``,
+    ``adjoint_residual`` (floats) and ``estimate``/``truth`` (flat float32 arrays per crossbar,
+    bias last where the crossbar has one), as :class:`GradcheckResult` has them.
+    """
+    p = len(chips)
+    if not (len(betas) == len(seeds) == p) or p == 0:
+        raise ValueError(f"need as many betas and seeds as chips (> 0), got {p}")
+    batched, shared = stack_chips(chips)
+    data = None
+    if not static.random_inputs:
+        if inputs is None or len(inputs) != p:
+            raise ValueError("static.random_inputs is false: give one input batch per chip")
+        data = (
+            jnp.stack([jnp.asarray(x, jnp.float32) for x, _ in inputs]),
+            jnp.stack([jnp.asarray(y, jnp.float32) for _, y in inputs]),
+        )
+    keys = jnp.stack([jr.PRNGKey(int(s)) for s in seeds])
+    out = _batched(batched, shared, data, jnp.asarray(betas, jnp.float32), keys, static)
+    out = jax.tree.map(np.asarray, out)
+    names = chips[0].config.crossbar_names
+    rows = []
+    for i in range(p):
+        e = {n: out["estimate"][n][i] for n in names}
+        t = {n: out["truth"][n][i] for n in names}
+        e_all = np.concatenate([e[n] for n in names])
+        t_all = np.concatenate([t[n] for n in names])
+        rows.append(
+            {
+                "cosine_total": cosine(e_all, t_all),
+                "rel_error_total": _rel(e_all, t_all),
+                "cosine": {n: cosine(e[n], t[n]) for n in names},
+                "rel_error": {n: _rel(e[n], t[n]) for n in names},
+                "loss": float(out["loss"][i]),
+                "free_residual": float(out["free_residual"][i]),
+                "nudge_residual": float(out["nudge_residual"][i]),
+                "adjoint_residual": float(out["adjoint_residual"][i]),
+                "estimate": e,
+                "truth": t,
+            }
+        )
+    return rows
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``."""
+    t0 = time.perf_counter()
+    res = fn(*args, **kwargs)
+    return res, time.perf_counter() - t0
