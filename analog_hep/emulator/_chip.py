@@ -17,7 +17,13 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..physics import DeviceArray, draw_devices, program_conductance
+from ..physics import (
+    DeviceArray,
+    draw_devices,
+    program_conductance,
+    visible_conductance,
+    write_noise_std_S,
+)
 from ..spec import CircuitSpec, DeviceCard, InitSpec, MappingSpec
 
 __all__ = ["Chip", "ChipConfig", "Crossbar", "fabricate", "initial_weights"]
@@ -89,8 +95,11 @@ class Crossbar(eqx.Module):
 
     **Fields:**
 
-    - ``g_plus_S``, ``g_minus_S``: ``Float[Array, "n_out n_in+1"]`` conductances (S); the
-      last column is the bias row driven at a constant 1 (all ones if ``has_bias``).
+    - ``g_plus_S``, ``g_minus_S``: ``Float[Array, "n_out n_in+1"]`` conductances (S) as the
+      array reads them (the *visible* conductances: hidden state plus write noise, re-drawn
+      whenever a device is written); the last column is the bias row driven at 1.
+    - ``hidden_S``: ``Float[Array, "2 n_out n_in+1"]`` the persistent conductances of the
+      ``G+``/``G-`` devices that pulses move (equal to the visible ones without write noise).
     - ``devices``: :class:`DeviceArray` with shape ``(2, n_out, n_in+1)`` (``G+``, ``G-``).
     - ``forward_gain``: ``(n_out,)`` gain of each output line when read forward (``W s``).
     - ``transpose_gain``: ``(n_in,)`` gain of each input line when read transposed (``W^T s``).
@@ -100,6 +109,7 @@ class Crossbar(eqx.Module):
 
     g_plus_S: Float[Array, "n_out n_in1"]
     g_minus_S: Float[Array, "n_out n_in1"]
+    hidden_S: Float[Array, "2 n_out n_in1"]
     devices: DeviceArray
     forward_gain: Float[Array, " n_out"]
     transpose_gain: Float[Array, " n_in"]
@@ -226,10 +236,15 @@ def fabricate(
         wb = jnp.concatenate([w, b[:, None]], axis=1)
         g_plus_t, g_minus_t, g_unit_S, clipped[name] = _target_pair_S(wb, xspec.mapping, card)
         dev = draw_devices(card, (2, *wb.shape), key=k_dev)
-        g_pair = program_conductance(card, dev, jnp.stack([g_plus_t, g_minus_t]), key=k_prog)
+        k_prog, k_vis = jr.split(k_prog)
+        hidden = program_conductance(card, dev, jnp.stack([g_plus_t, g_minus_t]), key=k_prog)
+        visible = (
+            visible_conductance(card, hidden, key=k_vis) if write_noise_std_S(card) else hidden
+        )
         crossbars[name] = Crossbar(
-            g_plus_S=g_pair[0],
-            g_minus_S=g_pair[1],
+            g_plus_S=visible[0],
+            g_minus_S=visible[1],
+            hidden_S=hidden,
             devices=dev,
             forward_gain=_mismatch(k_fwd, shape[0], per.forward_gain_mismatch_rel),
             transpose_gain=_mismatch(k_bwd, shape[1], per.transpose_gain_mismatch_rel),

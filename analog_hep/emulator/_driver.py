@@ -32,6 +32,8 @@ from ..physics import (
     maybe_refresh,
     normalised_scale_S,
     outer_product_update,
+    resample_visible,
+    write_noise_std_S,
     write_verify,
 )
 from ..spec import Circuit
@@ -41,9 +43,18 @@ from ._phases import dac, free_phase, measure, nudge_phases
 __all__ = ["EmulatorDriver"]
 
 
+def _visible(card, hidden_old, hidden_new, visible_old, key):
+    """Write noise: devices that were written get a fresh visible conductance."""
+    if not write_noise_std_S(card):
+        return hidden_new
+    return resample_visible(card, hidden_new, visible_old, hidden_new != hidden_old, key=key)
+
+
 @eqx.filter_jit
-def _update_pair(card, devices, g_pair, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key):
-    k_upd, k_ref = jr.split(key)
+def _update_pair(
+    card, devices, g_pair, visible, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key
+):
+    k_upd, k_ref, k_vis = jr.split(key, 3)
     g_new, rep = outer_product_update(
         card,
         devices,
@@ -57,17 +68,18 @@ def _update_pair(card, devices, g_pair, cols, rows, lr, g_unit_S, n_updates, mod
         key=k_upd,
     )
     g_new, _ = maybe_refresh(card, devices, g_new, n_updates, key=k_ref)
-    return g_new, rep
+    return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
 @eqx.filter_jit
-def _program_pair(card, devices, g_pair, delta_w, g_unit_S, tolerance_S, max_pulses, key):
+def _program_pair(card, devices, g_pair, visible, delta_w, g_unit_S, tolerance_S, max_pulses, key):
+    k_prog, k_vis = jr.split(key)
     delta_S = 0.5 * delta_w * g_unit_S
     target = jnp.stack([g_pair[0] + delta_S, g_pair[1] - delta_S])
     g_new, rep = write_verify(
-        card, devices, g_pair, target, tolerance_S=tolerance_S, max_pulses=max_pulses, key=key
+        card, devices, g_pair, target, tolerance_S=tolerance_S, max_pulses=max_pulses, key=k_prog
     )
-    return g_new, rep
+    return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
 class EmulatorDriver:
@@ -220,9 +232,9 @@ class EmulatorDriver:
             raise OutOfRange(f"no crossbar {name!r}; this chip has {list(self.chip.crossbars)}")
         return self.chip.crossbars[name]
 
-    def _set_pair(self, name: str, g_pair: jax.Array) -> None:
+    def _set_pair(self, name: str, hidden: jax.Array, visible: jax.Array) -> None:
         xb = self.chip.crossbars[name]
-        new = dataclasses.replace(xb, g_plus_S=g_pair[0], g_minus_S=g_pair[1])
+        new = dataclasses.replace(xb, g_plus_S=visible[0], g_minus_S=visible[1], hidden_S=hidden)
         self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
 
     def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
@@ -244,11 +256,12 @@ class EmulatorDriver:
             cols = cols.at[:, -1].set(0.0)
         self._updates[name] += 1
         per = self.circuit.spec.periphery
-        g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
-        g_new, rep = _update_pair(
+        visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+        g_new, vis_new, rep = _update_pair(
             self.circuit.devices[name],
             xb.devices,
-            g_pair,
+            xb.hidden_S,
+            visible,
             cols,
             rows,
             jnp.float32(lr),
@@ -258,7 +271,7 @@ class EmulatorDriver:
             per.bit_length,
             self._next_key(),
         )
-        self._set_pair(name, g_new)
+        self._set_pair(name, g_new, vis_new)
         return UpdateReport(
             crossbar=name,
             pulses=int(rep.pulses_applied),
@@ -284,18 +297,19 @@ class EmulatorDriver:
             1e-6 * (card.conductance.g_max_S - card.conductance.g_min_S),
         )
         before = xb.weights()
-        g_pair = jnp.stack([xb.g_plus_S, xb.g_minus_S])
-        g_new, rep = _program_pair(
+        visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+        g_new, vis_new, rep = _program_pair(
             card,
             xb.devices,
-            g_pair,
+            xb.hidden_S,
+            visible,
             delta_w,
             xb.g_unit_S,
             tolerance_S,
             self.program_max_pulses,
             self._next_key(),
         )
-        self._set_pair(name, g_new)
+        self._set_pair(name, g_new, vis_new)
         after = self.chip.crossbars[name].weights()
         realised = jnp.concatenate([(after[0] - before[0]).ravel(), (after[1] - before[1]).ravel()])
         return UpdateReport(
@@ -317,6 +331,7 @@ class EmulatorDriver:
         for n, xb in self.chip.crossbars.items():
             state[f"{n}/g_plus_S"] = np.asarray(xb.g_plus_S)
             state[f"{n}/g_minus_S"] = np.asarray(xb.g_minus_S)
+            state[f"{n}/hidden_S"] = np.asarray(xb.hidden_S)
             state[f"{n}/updates"] = np.asarray(self._updates[n], np.int64)
         return state
 
@@ -328,7 +343,7 @@ class EmulatorDriver:
             )
             if pair.shape[1:] != self.chip.crossbars[n].g_plus_S.shape:
                 raise OutOfRange(f"checkpoint of crossbar {n!r} has shape {pair.shape[1:]}")
-            self._set_pair(n, pair)
+            self._set_pair(n, jnp.asarray(state[f"{n}/hidden_S"]), pair)
             self._updates[n] = int(state[f"{n}/updates"])
 
     def close(self) -> None:
