@@ -133,7 +133,7 @@ def _wire_array(a: np.ndarray) -> np.ndarray:
         raise TypeError(f"array dtype {a.dtype} cannot cross the wire")
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else a.copy(order="C")  # keeps 0-d arrays 0-d
 
 
 def _encode_value(v: Any, arrays: list[np.ndarray]) -> Any:

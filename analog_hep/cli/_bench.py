@@ -1,0 +1,37 @@
+"""``analog-hep bench``: training-step speed against this machine's matrix-product rate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time full hEP training steps and compare with the machine's matmul rate",
+        description=(
+            "Times a full hEP training step (free settle, N nudged settles, estimate, update) "
+            "through the emulator driver for the Table 1 circuit (784-256-256-10, T1=200, "
+            "T2=50, N=10, |beta|=0.4) at batch 20 and 128 with neuron noise 0 and 0.04, the "
+            "toy and digits circuits, and a scaling table over batch, width, N and T2."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="fewer cases and repeats")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..studies._bench import HEADER, run_bench
+
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    log(HEADER)
+    out = run_bench(quick=args.quick, log=log)
+    if args.json:
+        print(json.dumps(out))
+    return 0

@@ -1,0 +1,222 @@
+"""``analog-hep bench``: speed of a full hEP training step against this machine's limit.
+
+For each case, a full training step through the emulator driver (free settle, N nudged
+settles, estimate, update) is timed, and the matrix-product work of its settle loop is
+counted from the circuit (every crossbar read is ``2 n_out n_in`` FLOP per row and real
+part; complex states are two real parts; noise-free schedules settle only the N/2 + 1
+points that are not complex conjugates of one another). The same run measures the float32
+matrix-product rate of this machine on the settle's own shapes (a compiled loop of the same
+products), so ``settle_gflops / matmul_peak_gflops`` is a ratio measured under one load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..emulator import EmulatorDriver
+from ..hep import Controller, HepConfig, circle_betas
+from ..spec import Circuit, load_circuit
+from ._overrides import with_overrides
+
+__all__ = ["BenchCase", "run_bench"]
+
+
+@dataclass
+class BenchCase:
+    """One measured case (what ``--json`` prints in ``cases``)."""
+
+    circuit: str
+    batch: int
+    noise: float
+    points: int
+    free_steps: int
+    nudge_steps: int
+    width: int
+    samples_per_s: float
+    step_ms: float
+    compile_s: float
+    settle_gflop_per_step: float
+    settle_gflops: float
+    matmul_peak_gflops: float
+    fraction_of_peak: float
+    peak_rss_MB: float
+
+
+def _unique_points(points: int, noisy: bool) -> int:
+    if noisy:
+        return points
+    return len({(round(b.real, 12), abs(round(b.imag, 12))) for b in circle_betas(1.0, points)})
+
+
+def settle_flop(circuit: Circuit, *, batch: int, points: int, noisy: bool) -> float:
+    """Matrix-product FLOP in the settle loop of one training step."""
+    spec = circuit.spec
+    layers = spec.layers
+    free, nudge = spec.dynamics.steps
+    hidden = [(layers[i + 1], layers[i]) for i in range(1, len(layers) - 1)]
+    per_row_hidden = sum(2 * 2 * o * i for o, i in hidden)  # forward and transposed reads
+    readout = (
+        2 * 2 * spec.readout.classes * layers[-1] if spec.readout.loss == "cross_entropy" else 0
+    )
+    drive = 2 * layers[1] * layers[0]
+    rows_nudge = _unique_points(points, noisy) * batch
+    parts = 2 if points > 2 else 1
+    flop = free * batch * per_row_hidden + batch * drive
+    flop += nudge * rows_nudge * parts * (per_row_hidden + readout) + rows_nudge * drive
+    return float(flop)
+
+
+def matmul_rate(rows: int, n: int, steps: int, *, repeats: int = 3) -> float:
+    """GFLOP/s of ``steps`` pairs of ``(rows, n) @ (n, n)`` products in a compiled loop (the
+    settle loop's shape: one forward and one transposed read per step)."""
+    w = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)) / np.sqrt(n), jnp.float32)
+    x0 = jnp.ones((rows, n), jnp.float32) * 0.5
+
+    @jax.jit
+    def loop(x):
+        def body(s, _):
+            y = jnp.tanh(s @ w.T + s @ w)
+            return y, None
+
+        return jax.lax.scan(body, x, None, length=steps)[0]
+
+    loop(x0).block_until_ready()
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        loop(x0).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2 * rows * n * n * steps / best / 1e9
+
+
+def _controller(circuit: Circuit, *, points: int, beta: float, seed: int) -> Controller:
+    drv = EmulatorDriver(circuit, seed=seed)
+    cfg = HepConfig(
+        method="hep",
+        points=points,
+        beta=beta,
+        lr=0.05,
+        momentum=0.0,
+        schedule="constant",
+        total_steps=1000,
+        residual_tol=float("inf"),
+        update="auto",
+    )
+    return Controller(drv, cfg)
+
+
+def bench_case(
+    circuit: Circuit, *, batch: int, noise: float, points: int, beta: float, repeats: int
+) -> BenchCase:
+    """Time a full training step of ``circuit`` (see the module docstring)."""
+    spec = with_overrides(circuit.spec, noise=noise)
+    circuit = dataclasses.replace(circuit, spec=spec)
+    ctrl = _controller(circuit, points=points, beta=beta, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, spec.layers[0]), np.float32)
+    y = np.eye(spec.readout.classes, dtype=np.float32)[rng.integers(0, spec.readout.classes, batch)]
+    t0 = time.perf_counter()
+    ctrl.train_step(x, y)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        ctrl.train_step(x, y)
+        times.append(time.perf_counter() - t)
+    step = float(np.median(times))
+    noisy = noise > 0
+    flop = settle_flop(circuit, batch=batch, points=points, noisy=noisy)
+    free, nudge = spec.dynamics.steps
+    width = spec.layers[-1]
+    rows = _unique_points(points, noisy) * batch * (2 if points > 2 else 1)
+    peak = matmul_rate(rows, width, nudge)
+    rate = flop / step / 1e9
+    return BenchCase(
+        circuit=spec.name,
+        batch=batch,
+        noise=noise,
+        points=points,
+        free_steps=free,
+        nudge_steps=nudge,
+        width=width,
+        samples_per_s=batch / step,
+        step_ms=step * 1e3,
+        compile_s=max(first - step, 0.0),
+        settle_gflop_per_step=flop / 1e9,
+        settle_gflops=rate,
+        matmul_peak_gflops=peak,
+        fraction_of_peak=rate / peak,
+        peak_rss_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+
+
+def _with_width(circuit: Circuit, width: int) -> Circuit:
+    layers = (circuit.spec.layers[0], *([width] * (len(circuit.spec.layers) - 1)))
+    spec = circuit.spec.model_copy(update={"layers": layers})
+    return dataclasses.replace(circuit, spec=spec)
+
+
+def run_bench(*, quick: bool, log=print) -> dict[str, list[dict]]:
+    """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04; toy and digits;
+    and scaling over batch, width and N (noise 0.04, so every point is settled)."""
+    table1 = load_circuit("mnist_mlp")
+    cases: list[BenchCase] = []
+    repeats = 3 if quick else 5
+    grid = [(20, 0.0), (20, 0.04)] if quick else [(20, 0.0), (20, 0.04), (128, 0.0), (128, 0.04)]
+    for batch, noise in grid:
+        cases.append(
+            bench_case(table1, batch=batch, noise=noise, points=10, beta=0.4, repeats=repeats)
+        )
+        log(_row(cases[-1]))
+    for name, points in (("toy", 8), ("digits", 6)):
+        cases.append(
+            bench_case(
+                load_circuit(name), batch=20, noise=0.0, points=points, beta=0.4, repeats=repeats
+            )
+        )
+        log(_row(cases[-1]))
+    scaling: list[BenchCase] = []
+    base = dict(batch=20, noise=0.04, points=10, beta=0.4, repeats=repeats)
+    batches = (10, 20, 40) if quick else (10, 20, 40, 80)
+    for b in batches:
+        scaling.append(bench_case(table1, **{**base, "batch": b}))
+        log("scaling " + _row(scaling[-1]))
+    for w in (128, 256) if quick else (128, 256, 512):
+        scaling.append(bench_case(_with_width(table1, w), **base))
+        log("scaling " + _row(scaling[-1]))
+    for n in (4, 8) if quick else (4, 8, 16):
+        scaling.append(bench_case(table1, **{**base, "points": n}))
+        log("scaling " + _row(scaling[-1]))
+    for t2 in (25, 50) if quick else (25, 50, 100):
+        dyn = table1.spec.dynamics.model_copy(update={"nudge_steps": t2})
+        c = dataclasses.replace(table1, spec=table1.spec.model_copy(update={"dynamics": dyn}))
+        scaling.append(bench_case(c, **base))
+        log("scaling " + _row(scaling[-1]))
+    return {
+        "cases": [dataclasses.asdict(c) for c in cases],
+        "scaling": [dataclasses.asdict(c) for c in scaling],
+        "device": str(jax.devices()[0]),
+    }
+
+
+HEADER = (
+    f"{'circuit':<10} {'batch':>5} {'noise':>5} {'N':>3} {'T1':>4} {'T2':>4} {'width':>5} "
+    f"{'samples/s':>10} {'step ms':>8} {'compile s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} "
+    f"{'peak GFLOP/s':>12} {'of peak':>7}"
+)
+
+
+def _row(c: BenchCase) -> str:
+    return (
+        f"{c.circuit:<10} {c.batch:>5} {c.noise:>5g} {c.points:>3} {c.free_steps:>4} "
+        f"{c.nudge_steps:>4} {c.width:>5} {c.samples_per_s:>10.1f} {c.step_ms:>8.1f} "
+        f"{c.compile_s:>9.1f} {c.settle_gflop_per_step:>10.3f} {c.settle_gflops:>8.1f} "
+        f"{c.matmul_peak_gflops:>12.1f} {c.fraction_of_peak:>7.2f}"
+    )
