@@ -95,7 +95,7 @@ class EmulatorDriver:
 
     def __init__(self, circuit: Circuit, *, seed: int, options: dict[str, str] | None = None):
         options = dict(options or {})
-        known = {"chip_seed", "program_max_pulses"}
+        known = {"chip_seed", "program_max_pulses", "devices"}
         unknown = set(options) - known
         if unknown:
             raise SpecError(
@@ -105,6 +105,12 @@ class EmulatorDriver:
         self.seed = int(seed)
         self.chip_seed = int(options.get("chip_seed", circuit.spec.seed))
         self.program_max_pulses = int(options.get("program_max_pulses", 200))
+        # The batch axis is sharded over all local JAX devices (GPUs, or CPU devices made with
+        # XLA_FLAGS=--xla_force_host_platform_device_count=K); devices=1 keeps one device.
+        n_dev = int(options.get("devices", len(jax.devices())))
+        self.mesh = None
+        if n_dev > 1:
+            self.mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n_dev]), ("batch",))
         self.chip, self.clipped_at_fabrication = fabricate(
             circuit.spec, dict(circuit.devices), self.chip_seed
         )
@@ -180,6 +186,10 @@ class EmulatorDriver:
                 )
         self._x = dac(self.chip, x.astype(jnp.float32))
         self._y = y if y is not None else jnp.zeros((x.shape[0], cfg.classes), jnp.float32)
+        if self.mesh is not None and x.shape[0] % self.mesh.size == 0:
+            rows = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("batch"))
+            self._x = jax.device_put(self._x, rows)
+            self._y = jax.device_put(self._y, rows)
 
     def run_schedule(self, schedule: NudgeSchedule) -> Settled:
         self._check_open()

@@ -119,7 +119,7 @@ def point_chip(point: Point) -> Chip:
         while len(_CHIPS) > _CHIP_CACHE_SIZE:
             _CHIPS.popitem(last=False)
     noise = float(point.spec.neuron.noise_std)
-    chip = eqx.tree_at(lambda c: c.noise_std, chip, jnp.asarray(noise, jnp.float32))
+    chip = dataclasses.replace(chip, noise_std=jnp.asarray(noise, jnp.float32))
     return with_noise_flags(chip, neuron=noise > 0, read=point.spec.periphery.read_noise_std > 0)
 
 
@@ -156,15 +156,26 @@ def point_inputs(point: Point) -> tuple[np.ndarray, np.ndarray]:
 # -- planning ---------------------------------------------------------------------------------
 
 
+_SIGNATURES: dict[str, tuple[Any, ...]] = {}
+
+
+def _chip_signature(point: Point) -> tuple[Any, ...]:
+    """Structure, static config and leaf shapes of the point's chip (noise switches on)."""
+    key = _chip_key(point)
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        chip = with_noise_flags(point_chip(point), neuron=True, read=True)
+        leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(chip))
+        sig = _SIGNATURES[key] = (jax.tree.structure(chip), leaves)
+    return sig
+
+
 def _signature(point: Point) -> tuple[Any, ...]:
     """What a point shares with every member of its vectorised group."""
     p = point.params
     assert isinstance(p, GradcheckPoint)
-    chip = with_noise_flags(point_chip(point), neuron=True, read=True)
-    leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(chip))
     return (
-        jax.tree.structure(chip),
-        leaves,
+        *_chip_signature(point),
         p.method,
         p.n_points,
         p.batch,

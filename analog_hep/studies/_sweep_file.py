@@ -82,6 +82,9 @@ class SweepFile:
                 self.h5.attrs[k] = v
             self.h5.attrs["n_rows"] = 0
         self.rows = self.h5.require_group("rows")
+        self._kinds: dict[str, str] = {
+            name: str(d.attrs.get("kind", "f")) for name, d in self.rows.items()
+        }
         self._trim()
 
     @property
@@ -102,7 +105,7 @@ class SweepFile:
         return set(self.rows["key"].asstr()[: self.n_rows])
 
     def _column(self, name: str, kind: str) -> h5py.Dataset:
-        if name in self.rows:
+        if name in self._kinds:
             return self.rows[name]
         n = self.n_rows
         dtype = {"i": np.int64, "f": np.float64, "s": _STR}[kind]
@@ -110,26 +113,28 @@ class SweepFile:
         if n:
             d[:] = _fill(kind)
         d.attrs["kind"] = kind
+        self._kinds[name] = kind
         return d
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Append complete rows and flush; returns how many were written."""
-        count = 0
+        """Append complete rows (one resize and write per column) and flush; returns how many
+        were written."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        n, m = self.n_rows, len(rows)
         for row in rows:
-            n = self.n_rows
             for name, value in row.items():
-                d = self._column(name, _kind(value))
-                kind = d.attrs.get("kind", "f")
-                d.resize((n + 1,))
-                d[n] = _convert(value, kind, name)
-            for name, d in self.rows.items():
-                if name not in row:
-                    d.resize((n + 1,))
-                    d[n] = _fill(d.attrs.get("kind", "f"))
-            self.h5.attrs["n_rows"] = n + 1
-            count += 1
+                if name not in self._kinds:
+                    self._column(name, _kind(value))
+        for name, kind in self._kinds.items():
+            values = [_convert(row.get(name), kind, name) for row in rows]
+            d = self.rows[name]
+            d.resize((n + m,))
+            d[n : n + m] = np.asarray(values, dtype=object if kind == "s" else None)
+        self.h5.attrs["n_rows"] = n + m
         self.h5.flush()
-        return count
+        return m
 
     def save_run(self, key: str, tables: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         """Store a training point's tables under ``/runs/<key>/<table>/<column>``."""

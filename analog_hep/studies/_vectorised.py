@@ -217,15 +217,15 @@ def _batched(
     shared: Chip,
     data: tuple[Array, Array] | None,
     betas: Float[Array, " p"],
-    keys: PRNGKeyArray,
+    seeds: Array,
     static: GroupStatic,
 ) -> dict[str, Any]:
     _TRACES[0] += 1  # runs at trace time only: counts compilations
 
-    def one(member: Chip, d: Any, beta: Array, key: Array) -> dict[str, Any]:
-        return _core(eqx.combine(member, shared), d, beta, key, static)
+    def one(member: Chip, d: Any, beta: Array, seed: Array) -> dict[str, Any]:
+        return _core(eqx.combine(member, shared), d, beta, jr.PRNGKey(seed), static)
 
-    return jax.vmap(one)(batched, data, betas, keys)
+    return jax.vmap(one)(batched, data, betas, seeds)
 
 
 def gradcheck_batch(
@@ -265,8 +265,10 @@ def gradcheck_batch(
             jnp.stack([jnp.asarray(x, jnp.float32) for x, _ in inputs]),
             jnp.stack([jnp.asarray(y, jnp.float32) for _, y in inputs]),
         )
-    keys = jnp.stack([jr.PRNGKey(int(s)) for s in seeds])
-    out = _batched(batched, shared, data, jnp.asarray(betas, jnp.float32), keys, static)
+    seeds_arr = np.asarray(seeds, np.uint32)
+    if not np.array_equal(seeds_arr, np.asarray(seeds)):
+        raise ValueError(f"seeds must be integers in [0, 2^32), got {list(seeds)}")
+    out = _batched(batched, shared, data, jnp.asarray(betas, jnp.float32), seeds_arr, static)
     out = jax.tree.map(np.asarray, out)
     names = chips[0].config.crossbar_names
     rows = []
