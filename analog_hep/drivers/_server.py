@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import AnalogHepError, OutOfRange, SpecError
+from ..errors import AnalogHepError, OutOfRange, SpecError, UnsupportedCapability
 from . import _wire as w
 from ._protocol import ChipDescription, Driver
 from ._registry import available_drivers, open_driver, parse_driver_arg
@@ -46,6 +46,18 @@ from ._registry import available_drivers, open_driver, parse_driver_arg
 __all__ = ["DriverServer", "is_loopback"]
 
 _REPLY_CACHE_ENTRIES = 16
+_ARGS: dict[str, frozenset[str]] = {
+    "ping": frozenset(),
+    "describe": frozenset(),
+    "read_weights": frozenset(),
+    "state_dict": frozenset(),
+    "close": frozenset(),
+    "load_inputs": frozenset({"x", "y"}),
+    "run_schedule": frozenset({"betas", "free_steps", "nudge_steps", "start"}),
+    "apply_outer_product": frozenset({"name", "rows", "cols", "lr"}),
+    "program_delta": frozenset({"name", "delta_w"}),
+    "load_state_dict": frozenset({"state"}),
+}
 _REPLY_CACHE_BYTES = 256 << 20
 
 
@@ -477,8 +489,9 @@ class DriverServer:
                         req.id, "ProtocolError", f"request id {req.id} was used for another request"
                     )
                 else:
-                    reply = self._execute(s, req)
-                    s.remember(req.id, digest, reply)
+                    reply, reached = self._execute(s, req)
+                    if reached:
+                        s.remember(req.id, digest, reply)
                     if req.op == "close":
                         with self._state:
                             if self._session is s:
@@ -488,62 +501,69 @@ class DriverServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _execute(self, s: _Session, req: w.Request) -> bytes:
+    def _execute(self, s: _Session, req: w.Request) -> tuple[bytes, bool]:
+        """Validate ``req``, then run it on the driver: ``(reply, reached_the_driver)``.
+
+        A request refused by validation never reaches the chip and its reply is not cached
+        (re-sending it gives the same refusal); one that reached the driver is cached.
+        """
         try:
-            result = self._dispatch(s, req.op, req.args)
-            return w.encode_frame({"id": req.id, "ok": True, "result": result})
+            call = self._prepare(s, req.op, req.args)
         except (AnalogHepError, w.ProtocolError) as err:
-            return self._error_of(req.id, err)
+            return self._error_of(req.id, err), False
+        try:
+            result = call()
+            return w.encode_frame({"id": req.id, "ok": True, "result": result}), True
+        except (AnalogHepError, w.ProtocolError) as err:
+            return self._error_of(req.id, err), True
         except Exception as err:
             self._log(f"driver failed in {req.op}:\n{traceback.format_exc()}")
-            return self._error(req.id, "DriverError", f"{type(err).__name__}: {err}")
+            return self._error(req.id, "DriverError", f"{type(err).__name__}: {err}"), True
 
-    def _dispatch(self, s: _Session, op: str, a: dict[str, Any]) -> Any:
+    def _prepare(self, s: _Session, op: str, a: dict[str, Any]) -> Callable[[], Any]:
+        """Check the arguments of ``op`` completely; return the driver call to make."""
         d, desc = s.driver, s.desc
+        expected = _ARGS[op]
+        if set(a) != expected:
+            raise OutOfRange(f"{op}: expected arguments {sorted(expected)}, found {sorted(a)}")
         if op == "ping":
-            return {}
+            return dict
         if op == "describe":
-            return w.description_to_wire(desc)
+            return lambda: w.description_to_wire(desc)
         if op == "load_inputs":
-            x, y = a.get("x"), a.get("y")
-            w.check_inputs(desc, x, y)  # type: ignore[arg-type]
-            d.load_inputs(x, y)
-            return {}
+            x, y = a["x"], a["y"]
+            w.check_inputs(desc, x, y)
+            return lambda: d.load_inputs(x, y) or {}
         if op == "run_schedule":
             sched = w.schedule_from_wire(a)
             w.check_schedule(desc, sched)
-            return w.settled_to_wire(d.run_schedule(sched))
+            return lambda: w.settled_to_wire(d.run_schedule(sched))
         if op == "apply_outer_product":
-            name, rows, cols, lr = a.get("name"), a.get("rows"), a.get("cols"), a.get("lr")
-            w.check_outer_product(desc, name, rows, cols, lr)  # type: ignore[arg-type]
-            rep = d.apply_outer_product(name, rows, cols, lr=float(lr))  # type: ignore[arg-type]
-            return w.report_to_wire(rep)
+            name, rows, cols, lr = a["name"], a["rows"], a["cols"], a["lr"]
+            w.check_outer_product(desc, name, rows, cols, lr)
+            return lambda: w.report_to_wire(d.apply_outer_product(name, rows, cols, lr=float(lr)))
         if op == "program_delta":
-            name, delta = a.get("name"), a.get("delta_w")
-            w.check_delta(desc, name, delta)  # type: ignore[arg-type]
-            return w.report_to_wire(d.program_delta(name, delta))  # type: ignore[arg-type]
+            name, delta = a["name"], a["delta_w"]
+            w.check_delta(desc, name, delta)
+            return lambda: w.report_to_wire(d.program_delta(name, delta))
         if op == "read_weights":
-            return w.weights_to_wire(d.read_weights())
+            return lambda: w.weights_to_wire(d.read_weights())
         if op == "state_dict":
             self._need_checkpoint(desc)
-            return {k: np.asarray(v) for k, v in d.state_dict().items()}
+            return lambda: {k: np.asarray(v) for k, v in d.state_dict().items()}
         if op == "load_state_dict":
             self._need_checkpoint(desc)
-            state = w.state_from_wire(a.get("state"))
+            state = w.state_from_wire(a["state"])
             reference = {k: np.asarray(v) for k, v in d.state_dict().items()}
             w.check_state(reference, state)
-            d.load_state_dict(state)
-            return {}
+            return lambda: d.load_state_dict(state) or {}
         if op == "close":
-            self._close_driver(s)
-            return {}
+            return lambda: self._close_driver(s) or {}
         raise w.ProtocolError(f"unknown op {op!r}")
 
     @staticmethod
     def _need_checkpoint(desc: ChipDescription) -> None:
         if not desc.capabilities.checkpoint:
-            from ..errors import UnsupportedCapability
-
             raise UnsupportedCapability(f"chip {desc.name!r} cannot save or restore its state")
 
 
