@@ -162,3 +162,20 @@ def test_momentum_cannot_use_outer_products(toy):
         Controller(drv, _cfg(momentum=0.9, update="outer_product"))
     ctrl = Controller(drv, _cfg(momentum=0.9))
     assert not ctrl.plan.use_outer_product
+
+
+class OneSampleUnsettled(EmulatorDriver):
+    """Sample 0's complex points do not settle; the others do."""
+
+    def run_schedule(self, schedule: NudgeSchedule):
+        s = super().run_schedule(schedule)
+        if schedule.is_complex:
+            s = s._replace(residual=s.residual.at[:, 0].set(1.0))
+        return s
+
+
+def test_a_few_unsettled_samples_are_dropped_without_fallback(toy):
+    drv = OneSampleUnsettled(toy, seed=0)
+    ctrl = Controller(drv, _cfg(points=6, beta=0.2))
+    rep = ctrl.train_step(*random_batch(6, 4, 4, key=jax.random.PRNGKey(5)))
+    assert not rep.fallback and rep.dropped == 1 and rep.used == 3 and not rep.refused

@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..drivers._conformance import CHECKS
+    from ..drivers import CHECKS
 
     p = sub.add_parser(
         "conformance",
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..drivers._conformance import run_conformance
+    from ..drivers import run_conformance
     from ..spec import load_circuit
 
     circuit = load_circuit(args.circuit)

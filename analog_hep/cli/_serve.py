@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..drivers import DriverServer
-    from ..drivers._remote import read_token_file
+    from ..drivers import DriverServer, read_token_file
     from ..errors import SpecError
     from ..spec import load_circuit
 

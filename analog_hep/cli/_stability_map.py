@@ -22,22 +22,48 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("circuit", help="circuit YAML file or name (e.g. toy)")
-    p.add_argument("--extent", type=float, default=1.5, metavar="R",
-                   help="half-width of the grid in Re and Im beta (default 1.5: the paper's "
-                   "width 3)")
-    p.add_argument("--resolution", type=int, default=200, metavar="M",
-                   help="M: (M+1)^2 grid points (default 200; the paper used 1000)")
-    p.add_argument("--steps", type=int, default=200,
-                   help="nudged settle steps per point (default 200, as the paper)")
+    p.add_argument(
+        "--extent",
+        type=float,
+        default=1.5,
+        metavar="R",
+        help="half-width of the grid in Re and Im beta (default 1.5: the paper's width 3)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=200,
+        metavar="M",
+        help="M: (M+1)^2 grid points (default 200; the paper used 1000)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        help="nudged settle steps per point (default 200, as the paper)",
+    )
     p.add_argument("--free-steps", type=int, default=None, help="override T1 of the free state")
-    p.add_argument("--tol", type=float, default=1e-4,
-                   help="largest residual counted as settled (activity units, default 1e-4)")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="largest residual counted as settled (activity units, default 1e-4)",
+    )
     p.add_argument("--batch", type=int, default=1, help="random samples (default 1, as the paper)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random samples")
-    p.add_argument("--circle", type=float, action="append", default=[], metavar="RADIUS",
-                   help="draw the hEP circle |beta| = RADIUS (repeatable)")
-    p.add_argument("--out", default=None,
-                   help="HDF5 file (default: stability_<circuit>.h5); the PNG goes next to it")
+    p.add_argument(
+        "--circle",
+        type=float,
+        action="append",
+        default=[],
+        metavar="RADIUS",
+        help="draw the hEP circle |beta| = RADIUS (repeatable)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="HDF5 file (default: stability_<circuit>.h5); the PNG goes next to it",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

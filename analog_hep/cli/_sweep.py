@@ -27,12 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", help="sweep YAML file (see docs/studies.md)")
     p.add_argument("--out", required=True, help="HDF5 file of results (continued if it exists)")
     p.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="LocalCluster worker processes (default: one per CPU, at most one per task; "
         "0 or 1: in this process)",
     )
     p.add_argument(
-        "--scheduler", default=None, metavar="ADDRESS",
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json()))
     else:
-        where = "in process" if summary.workers == 0 and summary.scheduler is None else (
-            summary.scheduler or f"a LocalCluster of {summary.workers} workers"
+        where = (
+            "in process"
+            if summary.workers == 0 and summary.scheduler is None
+            else (summary.scheduler or f"a LocalCluster of {summary.workers} workers")
         )
         print(
             f"{summary.out}: {summary.points} points: {summary.completed} computed, "

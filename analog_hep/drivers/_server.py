@@ -343,7 +343,9 @@ class DriverServer:
             if self.token:
                 expected = w.auth_digest(self.token, nonce, sid)
                 given = a.get("auth")
-                if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+                if not isinstance(given, str) or not hmac.compare_digest(
+                    given.encode("utf-8", "replace"), expected.encode("ascii")
+                ):
                     self._log(f"{peer}: authentication failed")
                     self._send_quietly(
                         conn,

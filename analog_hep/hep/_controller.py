@@ -39,7 +39,10 @@ class HepConfig:
     ``lr`` learning rate; ``momentum`` (0 for plain SGD); ``schedule`` ``constant`` or
     ``cosine`` over ``total_steps``; ``residual_tol`` largest settle residual (activity
     units) of a usable state; ``update``: ``auto`` (outer products when the chip has them and
-    plain SGD is used, else programmed deltas), ``outer_product`` or ``program``.
+    plain SGD is used, else programmed deltas), ``outer_product`` or ``program``;
+    ``fallback_fraction``: when more than this fraction of the samples have complex points
+    that did not settle, the step is redone with real nudges (N = 2); below it, those
+    samples are dropped.
     """
 
     method: Method
@@ -53,6 +56,7 @@ class HepConfig:
     update: Literal["auto", "outer_product", "program"]
     online_periods: int = 3
     online_steps: int = 10
+    fallback_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -256,9 +260,11 @@ class Controller:
         pts_tol = np.inf if method == "online" else tol
         pts_ok = _settled_ok(settled.residual, settled.states, pts_tol)
         fallback = False
-        if self.plan.fallback is not None and not (pts_ok | ~free_ok).all():
-            # Complex points that do not settle usually mean the circle crosses an unstable
-            # region of the beta plane: the real pair +-|beta| is safer (paper Fig. 2b).
+        failing = free_ok & ~pts_ok
+        if self.plan.fallback is not None and failing.mean() > self.cfg.fallback_fraction:
+            # Complex points that do not settle for many samples usually mean the circle
+            # crosses an unstable region of the beta plane: the real pair +-|beta| is safer
+            # (paper Fig. 2b). A few failing samples are dropped instead (below).
             settled = self.driver.run_schedule(self.plan.fallback)
             pts_ok = _settled_ok(settled.residual, settled.states, tol)
             free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)

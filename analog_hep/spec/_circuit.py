@@ -261,7 +261,8 @@ class TrainingSpec(SpecModel):
     ``classic`` (one real ``beta``) or ``online`` (the nudge rotates around the circle for
     ``online_periods`` periods of ``points`` samples, each ``online_steps`` settle steps,
     without resetting the state). ``residual_tol``: states whose settle residual exceeds it
-    are not used for learning.
+    are not used for learning. ``fallback_fraction``: above this fraction of samples with
+    unsettled complex points, a step falls back to real nudges (N = 2).
     """
 
     method: Literal["hep", "classic", "symmetric", "online"]
@@ -274,6 +275,7 @@ class TrainingSpec(SpecModel):
     online_periods: PosInt = 3
     online_steps: PosInt = 10
     update: Literal["auto", "outer_product", "program"] = "auto"
+    fallback_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
 
 class CircuitSpec(SpecModel):

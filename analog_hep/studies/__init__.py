@@ -11,9 +11,6 @@ from ._gradcheck import gradcheck as gradcheck
 from ._gradcheck import random_batch as random_batch
 from ._overrides import with_overrides as with_overrides
 from ._record import Record as Record
-from ._train import TrainOptions as TrainOptions
-from ._train import TrainResult as TrainResult
-from ._train import train as train
 from ._stability import StabilityMap as StabilityMap
 from ._stability import load_stability_map as load_stability_map
 from ._stability import plot_stability_map as plot_stability_map
@@ -23,8 +20,8 @@ from ._sweep import SweepSummary as SweepSummary
 from ._sweep import plan_tasks as plan_tasks
 from ._sweep import run_sweep as run_sweep
 from ._sweep_file import SweepFile as SweepFile
-from ._sweep_file import read_rows as read_sweep_rows
-from ._sweep_file import read_runs as read_sweep_runs
+from ._sweep_file import read_sweep_rows as read_sweep_rows
+from ._sweep_file import read_sweep_runs as read_sweep_runs
 from ._sweep_spec import GradcheckPoint as GradcheckPoint
 from ._sweep_spec import Point as Point
 from ._sweep_spec import Sweep as Sweep
@@ -32,6 +29,9 @@ from ._sweep_spec import SweepSpec as SweepSpec
 from ._sweep_spec import TrainPoint as TrainPoint
 from ._sweep_spec import load_sweep as load_sweep
 from ._sweep_spec import sweep_from_text as sweep_from_text
+from ._train import TrainOptions as TrainOptions
+from ._train import TrainResult as TrainResult
+from ._train import train as train
 from ._vectorised import GroupStatic as GroupStatic
 from ._vectorised import gradcheck_batch as gradcheck_batch
 from ._vectorised import trace_count as trace_count

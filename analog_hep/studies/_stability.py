@@ -24,7 +24,6 @@ from pathlib import Path
 
 import equinox as eqx
 import h5py
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -120,7 +119,8 @@ def _chunk(
     out = settle(chip, _tile(x, g), _tile(y, g), jnp.repeat(betas, b), init, steps=steps, key=None)
     res = out.residual.reshape(g, b)
     res = jnp.where(jnp.isfinite(res), res, jnp.inf)
-    sq = sum(jnp.sum(jnp.abs(s - s0) ** 2, axis=-1) for s, s0 in zip(out.states[1:], init))
+    pairs = zip(out.states[1:], init, strict=True)
+    sq = sum(jnp.sum(jnp.abs(s - s0) ** 2, axis=-1) for s, s0 in pairs)
     dist = jnp.sqrt(sq).reshape(g, b)
     dist = jnp.where(jnp.isfinite(dist), dist, jnp.inf)
     return jnp.max(res, axis=1), jnp.max(dist, axis=1)
@@ -272,19 +272,34 @@ def plot_stability_map(
         img = np.log10(np.clip(smap.residual, 1e-12, 1e3))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     im = ax.imshow(
-        img, origin="lower", extent=(-r, r, -r, r), cmap="Blues_r", vmin=-8, vmax=1,
+        img,
+        origin="lower",
+        extent=(-r, r, -r, r),
+        cmap="Blues_r",
+        vmin=-8,
+        vmax=1,
         interpolation="nearest",
     )
     fig.colorbar(im, ax=ax, label="log10 settle residual (activity units)")
     ax.contour(
-        smap.beta_re, smap.beta_im, smap.residual, levels=[smap.tol], colors="white",
+        smap.beta_re,
+        smap.beta_im,
+        smap.residual,
+        levels=[smap.tol],
+        colors="white",
         linewidths=0.8,
     )
     t = np.linspace(0, 2 * np.pi, 400)
     if smap.stable_radius < r * np.sqrt(2):
         rs = smap.stable_radius
-        ax.plot(rs * np.cos(t), rs * np.sin(t), "--", color="orange", lw=1.2,
-                label=f"stable radius {rs:.3g}")
+        ax.plot(
+            rs * np.cos(t),
+            rs * np.sin(t),
+            "--",
+            color="orange",
+            lw=1.2,
+            label=f"stable radius {rs:.3g}",
+        )
     for c in circles:
         ax.plot(c * np.cos(t), c * np.sin(t), ":", color="red", lw=1.2, label=f"|beta| = {c:g}")
     ax.set_xlabel("Re beta")

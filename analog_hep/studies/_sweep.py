@@ -31,13 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..emulator import Chip, fabricate
+from ..emulator import Chip, ChipConfig, fabricate
 from ._gradcheck import _rel, cosine, gradcheck, random_batch
 from ._sweep_file import SweepFile
 from ._sweep_spec import GradcheckPoint, Point, Sweep, TrainPoint, load_sweep
@@ -156,18 +155,20 @@ def point_inputs(point: Point) -> tuple[np.ndarray, np.ndarray]:
 # -- planning ---------------------------------------------------------------------------------
 
 
-_SIGNATURES: dict[str, tuple[Any, ...]] = {}
-
-
 def _chip_signature(point: Point) -> tuple[Any, ...]:
-    """Structure, static config and leaf shapes of the point's chip (noise switches on)."""
-    key = _chip_key(point)
-    sig = _SIGNATURES.get(key)
-    if sig is None:
-        chip = with_noise_flags(point_chip(point), neuron=True, read=True)
-        leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(chip))
-        sig = _SIGNATURES[key] = (jax.tree.structure(chip), leaves)
-    return sig
+    """What decides the structure and static settings of the point's chip, from its spec.
+
+    The chip's static config (noise switches normalised to on), and per crossbar its card,
+    mapping and bias. A group that still holds chips of different structure is split again
+    when it runs (:func:`_run_group`), so this needs only to be fine enough to be useful.
+    """
+    spec = point.spec
+    cfg = dataclasses.replace(ChipConfig.from_spec(spec), neuron_noise=True, read_noise=True)
+    xbars = tuple(
+        (name, card.model_dump_json(), spec.crossbar(name).mapping, spec.crossbar(name).bias)
+        for name, card in point.devices
+    )
+    return (cfg, xbars)
 
 
 def _signature(point: Point) -> tuple[Any, ...]:
@@ -284,14 +285,23 @@ def update_quality(
 
 
 def _run_group(task: Task, result: TaskResult) -> None:
+    """Run a vectorised task: one compiled call per chip structure (normally one)."""
     points = task.points
+    neuron = any(p.spec.neuron.noise_std > 0 for p in points)
+    read = any(p.spec.periphery.read_noise_std > 0 for p in points)
+    chips = [with_noise_flags(point_chip(p), neuron=neuron, read=read) for p in points]
+    by_structure: dict[Any, list[int]] = {}
+    for i, chip in enumerate(chips):
+        by_structure.setdefault(jax.tree.structure(chip), []).append(i)
+    for members in by_structure.values():
+        _run_members([points[i] for i in members], [chips[i] for i in members], result)
+
+
+def _run_members(points: list[Point], chips: list[Chip], result: TaskResult) -> None:
     first = points[0].params
     assert isinstance(first, GradcheckPoint)
     t0 = time.perf_counter()
     before = trace_count()
-    neuron = any(p.spec.neuron.noise_std > 0 for p in points)
-    read = any(p.spec.periphery.read_noise_std > 0 for p in points)
-    chips = [with_noise_flags(point_chip(p), neuron=neuron, read=read) for p in points]
     params = [p.params for p in points]
     static = GroupStatic(
         method=first.method,

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import SpecError
 
-__all__ = ["FORMAT", "SweepFile", "read_rows"]
+__all__ = ["FORMAT", "SweepFile", "read_sweep_rows", "read_sweep_runs"]
 
 FORMAT = "analog-hep-sweep/1"
 _STR = h5py.string_dtype("utf-8")
@@ -172,7 +172,7 @@ def _convert(value: Any, kind: str, name: str) -> Any:
     return float(value)
 
 
-def read_rows(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_sweep_rows(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The rows of a sweep file as columns, and its attributes.
 
     **Returns:** ``(columns, attrs)``: ``columns[name]`` a 1-D array (``str`` objects for
@@ -197,7 +197,7 @@ def read_rows(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return cols, attrs
 
 
-def read_runs(path: str | Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def read_sweep_runs(path: str | Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """``{key: {table: {column: array}}}`` of the training points of a sweep file."""
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     with h5py.File(path, "r") as h5:

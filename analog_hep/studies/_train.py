@@ -48,6 +48,7 @@ class TrainOptions:
     dataset: str
     driver: str
     max_train: int | None = None
+    fallback_fraction: float = 0.5
     noise: float | None = None
     eval_batch: int = 250
 
@@ -70,13 +71,14 @@ class TrainOptions:
                 update=t.update,
                 online_periods=t.online_periods,
                 online_steps=t.online_steps,
+                fallback_fraction=t.fallback_fraction,
             )
         base.update(seed=circuit.spec.seed, dataset="digits", driver="emulator")
         base.update(given)
         missing = [
             f
             for f in cls.__dataclass_fields__
-            if f not in base and f not in ("max_train", "noise", "eval_batch")
+            if f not in base and f not in ("max_train", "noise", "eval_batch", "fallback_fraction")
         ]
         if missing:
             where = circuit.path or circuit.spec.name
@@ -99,6 +101,7 @@ class TrainOptions:
             update=self.update,  # type: ignore[arg-type]
             online_periods=self.online_periods,
             online_steps=self.online_steps,
+            fallback_fraction=self.fallback_fraction,
         )
 
 

@@ -1,0 +1,189 @@
+"""The driver conformance kit: the emulator, the remote driver and an installed third-party
+driver package (examples/toy_chip_driver) pass it; a driver that breaks the contract fails."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analog_hep.cli import main
+from analog_hep.drivers import DriverServer, available_drivers, open_driver
+from analog_hep.drivers._conformance import CHECKS, run_check, run_conformance
+from analog_hep.drivers.conformance_plugin import conformance_tests
+from analog_hep.emulator import EmulatorDriver
+from analog_hep.errors import OutOfRange, UnsupportedCapability
+from analog_hep.spec import load_circuit
+from analog_hep.studies import TrainOptions, train
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "toy_chip_driver"
+
+pytest_plugins = ["pytester"]
+
+
+# -- the kit against the three drivers -------------------------------------------------------
+
+test_emulator_conformance = conformance_tests("emulator")
+
+
+@pytest.fixture(scope="module")
+def remote_toy():
+    """``tcp://...`` of an in-process server of the emulator on the toy circuit."""
+    srv = DriverServer(load_circuit("toy"), log=lambda s: None).start()
+    host, port = srv.address
+    try:
+        yield f"tcp://{host}:{port}"
+    finally:
+        srv.shutdown()
+
+
+test_remote_conformance = conformance_tests(driver_fixture="remote_toy")
+
+
+@pytest.fixture(scope="module")
+def toychip():
+    """The example driver package, pip-installed into this environment and found through
+    its entry point (not imported by path)."""
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
+    res = subprocess.run(
+        [*cmd, str(EXAMPLE)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    importlib.invalidate_caches()
+    assert "toychip" in available_drivers()
+    return "toychip"
+
+
+test_toychip_conformance = conformance_tests(driver_fixture="toychip")
+
+
+# -- what the example driver shows -----------------------------------------------------------
+
+
+def test_toychip_validates_before_any_io(toychip):
+    c = load_circuit("toy")
+    d = open_driver(toychip, c, seed=0)
+    try:
+        writes = d.inst.writes
+        with pytest.raises(OutOfRange):
+            d.load_inputs(np.zeros((3, 5)), None)
+        with pytest.raises(OutOfRange):
+            d.program_delta("W0", np.full((4, 7), np.nan))
+        with pytest.raises(UnsupportedCapability):
+            d.run_schedule(dataclasses.replace(_sym(), betas=(0.1j, -0.1j)))
+        with pytest.raises(UnsupportedCapability):
+            d.apply_outer_product("W0", np.zeros((1, 4)), np.zeros((1, 7)), lr=0.1)
+        assert d.inst.writes == writes  # nothing reached the chip
+    finally:
+        d.close()
+
+
+def _sym():
+    from analog_hep.drivers import NudgeSchedule
+
+    return NudgeSchedule(betas=(0.1, -0.1))
+
+
+def test_toychip_trains_with_the_controllers_fallbacks(toychip):
+    """hEP N=6 is asked for: the chip has no complex nudges and no outer products, so the
+    controller trains with symmetric EP and programmed deltas, and says so."""
+    c = load_circuit("digits")
+    opts = TrainOptions.from_circuit(c, epochs=2, max_train=200, driver=toychip)
+    notes: list[str] = []
+    res = train(c, opts, progress=False, log=notes.append)
+    assert res.method == "symmetric" and res.epochs == 2
+    assert any("complex" in n and "symmetric" in n for n in notes), notes
+    assert res.dropped_updates == 0 and np.isfinite(res.test_loss)
+    losses = res.history["train_loss"]
+    assert losses[1] < losses[0]
+
+
+# -- the kit catches a driver that breaks the contract ---------------------------------------
+
+
+class LeakyDriver(EmulatorDriver):
+    """Writes a bad delta before it checks it, and misreports what it applied."""
+
+    def program_delta(self, name, delta_w):
+        delta_w = np.asarray(delta_w, np.float32)
+        n_out = self.chip.crossbars[name].g_plus_S.shape[0] if name in self.chip.crossbars else 0
+        if n_out and delta_w.shape[0] == n_out:
+            fixed = np.zeros(self.chip.crossbars[name].g_plus_S.shape, np.float32)
+            fixed[:, : delta_w.shape[1]] = delta_w[:, : fixed.shape[1]] + 1e-3
+            rep = super().program_delta(name, fixed)  # programs first ...
+            if delta_w.shape != fixed.shape:
+                raise OutOfRange("delta of the wrong shape")  # ... refuses after
+            return rep._replace(realised_norm=2 * rep.realised_norm)
+        return super().program_delta(name, delta_w)
+
+
+def test_the_kit_fails_a_driver_that_breaks_the_contract():
+    c = load_circuit("toy")
+    report = run_conformance(lambda: LeakyDriver(c, seed=0), c, checks=["validation", "update"])
+    status = {r.name: r for r in report.results}
+    assert not report.passed
+    assert status["validation"].status == "failed"
+    assert "changed the chip" in status["validation"].message
+    assert status["update"].status == "failed" and "realised_norm" in status["update"].message
+
+
+def test_an_unexpected_exception_is_a_failure_not_a_crash():
+    def broken():
+        raise RuntimeError("no such instrument")
+
+    res = run_check("structure", broken, "toy")
+    assert res.status == "failed" and "RuntimeError" in res.message
+
+
+# -- command line and pytest plugin ----------------------------------------------------------
+
+
+def test_conformance_command_json(capsys):
+    code = main(
+        [
+            "conformance",
+            "--driver",
+            "emulator",
+            "--check",
+            "structure",
+            "--check",
+            "failures",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["passed"] and out["circuit"] == "toy"
+    assert [c["name"] for c in out["checks"]] == ["structure", "failures"]
+
+
+def test_conformance_command_exit_code_on_failure(capsys):
+    code = main(["conformance", "--driver", "emulator:bogus=1", "--check", "structure"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED" in out and "does NOT conform" in out
+
+
+def test_pytest_plugin_runs_the_kit_on_a_named_driver(pytester):
+    pytester.makepyfile(
+        test_kit="""
+        from analog_hep.drivers.conformance_plugin import conformance_tests
+
+        test_chip = conformance_tests(checks=["structure", "failures"])
+        """
+    )
+    res = pytester.runpytest_inprocess(
+        "-p", "analog_hep.drivers.conformance_plugin", "--driver-under-test", "emulator", "-q"
+    )
+    res.assert_outcomes(passed=2)
+
+
+def test_every_check_is_documented():
+    text = (REPO / "docs" / "drivers.md").read_text()
+    for name in CHECKS:
+        assert f"`{name}`" in text, name

@@ -1,0 +1,364 @@
+"""Hostile input never crashes the server nor changes the chip.
+
+A server on the toy circuit (token required) is controlled by a legitimate client. Hypothesis
+then sends at least 1,000 hostile frames, each on its own connection: random bytes,
+truncated, oversized, wrong magic/version/flags, malformed JSON and arrays, bad tokens,
+wrong circuits, and (authenticated as the controlling client) requests with wrong dtypes,
+shapes, names, values and ops. Afterwards the chip's weights and state are bitwise unchanged,
+and the legitimate client trains on.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analog_hep.drivers import DriverServer, RemoteDriver
+from analog_hep.drivers import _wire as wire
+from analog_hep.hep import Controller, HepConfig
+from analog_hep.spec import load_circuit
+
+TOKEN = "fuzz-token-0123456789abcdef"
+N_FRAMES = 1000
+MAX_FRAME = 1 << 20
+
+
+def _prefix(h_len: int, p_len: int, *, magic=b"AHEP", version=1, flags=0) -> bytes:
+    return struct.pack("<4sHHIQ", magic, version, flags, h_len, p_len)
+
+
+def _raw(header: dict, payload: bytes = b"", **kw) -> bytes:
+    text = json.dumps(header).encode()
+    return _prefix(len(text), len(payload), **kw) + text + payload
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+bad_dtypes = st.sampled_from([np.int32, np.int64, np.float64, np.complex64, np.uint8, np.bool_])
+shapes = st.lists(st.integers(0, 9), min_size=0, max_size=3).map(tuple)
+
+
+@st.composite
+def bad_array(draw, good_shape: tuple[int, ...]):
+    """An array the server must refuse where a float32 ``good_shape`` array belongs."""
+    kind = draw(st.sampled_from(["dtype", "shape", "nonfinite"]))
+    if kind == "dtype":
+        return np.zeros(good_shape, draw(bad_dtypes))
+    if kind == "shape":
+        shape = draw(shapes.filter(lambda s: s != good_shape))
+        return np.zeros(shape, np.float32)
+    a = np.zeros(good_shape, np.float32)
+    a.flat[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    return a
+
+
+@st.composite
+def bad_request(draw):
+    """An authenticated request that is invalid (so it must change nothing)."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "inputs",
+                "outer",
+                "delta",
+                "schedule",
+                "state",
+                "op",
+                "args",
+                "name",
+                "lr",
+                "envelope",
+            ]
+        )
+    )
+    rid = draw(st.integers(2**40, 2**62))
+    if kind == "inputs":
+        args = {"x": draw(bad_array((3, 6))), "y": None}
+        return {"id": rid, "op": "load_inputs", "args": args}
+    if kind == "outer":
+        which = draw(st.sampled_from(["rows", "cols"]))
+        args = {
+            "name": "W1",
+            "rows": np.zeros((2, 4), np.float32),
+            "cols": np.zeros((2, 5), np.float32),
+            "lr": 0.1,
+        }
+        args[which] = draw(bad_array(args[which].shape))
+        return {"id": rid, "op": "apply_outer_product", "args": args}
+    if kind == "delta":
+        args = {"name": "readout", "delta_w": draw(bad_array((4, 5)))}
+        return {"id": rid, "op": "program_delta", "args": args}
+    if kind == "schedule":
+        args = {"betas": [0.1, -0.1], "free_steps": None, "nudge_steps": None, "start": "free"}
+        field = draw(st.sampled_from(["betas", "free_steps", "nudge_steps", "start"]))
+        args[field] = draw(
+            {
+                "betas": st.sampled_from([[float("nan")], ["x"], [True], [[1, 2]], 3, None]),
+                "free_steps": st.sampled_from([0, -1, 10**9, 1.5, "10", True]),
+                "nudge_steps": st.sampled_from([0, -5, 10**12, [], "a"]),
+                "start": st.sampled_from(["sideways", "", None, 1]),
+            }[field]
+        )
+        return {"id": rid, "op": "run_schedule", "args": args}
+    if kind == "state":
+        state = draw(
+            st.sampled_from(
+                [
+                    {"calls": np.zeros((), np.int64)},
+                    {"x": np.zeros(3, np.float32)},
+                    "not a dict",
+                ]
+            )
+        )
+        return {"id": rid, "op": "load_state_dict", "args": {"state": state}}
+    if kind == "op":
+        op = draw(st.text(max_size=20).filter(lambda o: o not in wire.OPS and o != "hello"))
+        return {"id": rid, "op": op, "args": {}}
+    if kind == "args":
+        op = draw(st.sampled_from(["load_inputs", "program_delta", "apply_outer_product"]))
+        keys = st.text(max_size=6).filter(lambda k: not k.startswith("$"))
+        return {"id": rid, "op": op, "args": draw(st.dictionaries(keys, json_scalars))}
+    if kind == "name":
+        name = draw(
+            st.one_of(st.text(max_size=8), st.integers(), st.none()).filter(
+                lambda n: n not in ("W0", "W1", "readout")
+            )
+        )
+        args = {"name": name, "delta_w": np.zeros((4, 5), np.float32)}
+        return {"id": rid, "op": "program_delta", "args": args}
+    if kind == "lr":
+        lr = draw(st.sampled_from([float("nan"), float("inf"), "0.1", None, True, [0.1]]))
+        args = {
+            "name": "W1",
+            "rows": np.zeros((1, 4), np.float32),
+            "cols": np.zeros((1, 5), np.float32),
+            "lr": lr,
+        }
+        return {"id": rid, "op": "apply_outer_product", "args": args}
+    env = draw(
+        st.sampled_from(
+            [
+                {"id": -1, "op": "ping", "args": {}},
+                {"id": "7", "op": "ping", "args": {}},
+                {"id": 2**63, "op": "ping", "args": {}},
+                {"id": rid, "op": "ping", "args": [], "extra": 1},
+                {"id": rid, "args": {}},
+            ]
+        )
+    )
+    return env
+
+
+def _authed_hello(sock: socket.socket, session: str, nonce: str) -> None:
+    hello = {
+        "id": 0,
+        "op": "hello",
+        "args": {
+            "session": session,
+            "reconnect": True,
+            "seed": 0,
+            "circuit_sha256": DIGEST,
+            "auth": wire.auth_digest(TOKEN, nonce, session),
+            "client": "fuzz",
+        },
+    }
+    sock.sendall(wire.encode_frame(hello))
+    reply = wire.read_frame(sock, first_byte_timeout_s=10, frame_timeout_s=10)
+    assert reply.get("ok"), reply
+
+
+@st.composite
+def hostile(draw):
+    """``(authenticated, bytes)``: what one hostile connection sends."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "random",
+                "random_prefixed",
+                "truncated_hello",
+                "oversized",
+                "version",
+                "magic",
+                "flags",
+                "bad_token",
+                "bad_circuit",
+                "bad_hello",
+                "bad_json",
+                "array_mismatch",
+                "authed",
+                "authed",
+                "authed",
+                "authed_truncated",
+                "authed_oversized",
+            ]
+        )
+    )
+    good_hello = {
+        "id": 0,
+        "op": "hello",
+        "args": {
+            "session": "f" * 32,
+            "reconnect": False,
+            "seed": 0,
+            "circuit_sha256": DIGEST,
+            "auth": None,
+            "client": "fuzz",
+        },
+    }
+    if kind == "random":
+        return False, draw(st.binary(min_size=0, max_size=300))
+    if kind == "random_prefixed":
+        body = draw(st.binary(max_size=200))
+        return False, _prefix(draw(st.integers(0, 300)), draw(st.integers(0, 300))) + body
+    if kind == "truncated_hello":
+        frame = wire.encode_frame(good_hello)
+        return False, frame[: draw(st.integers(0, len(frame) - 1))]
+    if kind == "oversized":
+        h = draw(st.sampled_from([2**32 - 1, wire.PREAUTH_MAX_FRAME_BYTES + 1, 0, 1]))
+        return False, _prefix(h, draw(st.sampled_from([0, 2**63, 2**40]))) + b"{}"
+    if kind == "version":
+        v = draw(st.integers(0, 2**16 - 1).filter(lambda v: v != 1))
+        return False, _raw(good_hello, version=v)
+    if kind == "magic":
+        m = draw(st.binary(min_size=4, max_size=4).filter(lambda m: m != b"AHEP"))
+        return False, _raw(good_hello, magic=m)
+    if kind == "flags":
+        return False, _raw(good_hello, flags=draw(st.integers(1, 2**16 - 1)))
+    if kind == "bad_token":
+        h = json.loads(json.dumps(good_hello))
+        h["args"]["auth"] = draw(st.one_of(st.none(), st.text(max_size=70), st.integers()))
+        h["args"]["session"] = draw(st.sampled_from(["f" * 32, SESSION[0]]))
+        return False, _raw(h)
+    if kind == "bad_circuit":
+        h = json.loads(json.dumps(good_hello))
+        h["args"]["circuit_sha256"] = draw(st.text(max_size=64))
+        return False, _raw(h)
+    if kind == "bad_hello":
+        h = json.loads(json.dumps(good_hello))
+        key = draw(st.sampled_from(["session", "seed", "reconnect", "args", "op", "id"]))
+        target = h if key in ("args", "op", "id") else h["args"]
+        target[key] = draw(json_values)
+        return False, _raw(h)
+    if kind == "bad_json":
+        text = draw(st.binary(min_size=2, max_size=100))
+        return False, _prefix(len(text), 0) + text
+    if kind == "array_mismatch":
+        h = {"id": 0, "op": "hello", "args": {}, "arrays": draw(json_values)}
+        return False, _raw(h, draw(st.binary(max_size=40)))
+    req = draw(bad_request())
+    frame = wire.encode_frame(req)
+    if kind == "authed_truncated":
+        frame = frame[: draw(st.integers(0, len(frame) - 1))]
+    if kind == "authed_oversized":
+        frame = _prefix(2, MAX_FRAME + draw(st.integers(1, 2**40))) + b"{}"
+    return True, frame
+
+
+DIGEST = ""
+SESSION = [""]
+
+
+@pytest.fixture(scope="module")
+def served():
+    global DIGEST
+    c = load_circuit("toy")
+    DIGEST = wire.circuit_digest(c)
+    log: list[str] = []
+    srv = DriverServer(c, token=TOKEN, max_frame_bytes=MAX_FRAME, log=log.append).start()
+    host, port = srv.address
+    try:
+        with RemoteDriver(host, port, circuit=c, seed=0, token=TOKEN) as d:
+            SESSION[0] = d._session
+            yield srv, d, log
+    finally:
+        srv.shutdown()
+
+
+def _send_hostile(address, authenticated: bool, data: bytes) -> None:
+    with socket.create_connection(address, timeout=10) as s:
+        s.settimeout(10)
+        welcome = wire.read_frame(s, first_byte_timeout_s=10, frame_timeout_s=10)
+        assert welcome["type"] == "welcome" and welcome["auth"] == "hmac-sha256"
+        if authenticated:
+            _authed_hello(s, SESSION[0], welcome["nonce"])
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            return  # the server already hung up on us: fine
+        try:  # drain the replies: the server must answer (or close) promptly, not hang
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+
+
+def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
+    srv, client, log = served
+    before_w, before_s = client.read_weights(), client.state_dict()
+    sent = [0]
+
+    @settings(
+        max_examples=N_FRAMES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(hostile())
+    def attack(case):
+        authenticated, data = case
+        _send_hostile(srv.address, authenticated, data)
+        sent[0] += 1
+
+    attack()
+    assert sent[0] >= N_FRAMES
+    # every hostile frame met a deliberate refusal, none an unexpected exception
+    unexpected = [m for m in log if "connection dropped" in m or "driver failed" in m]
+    assert not unexpected, unexpected[:5]
+    assert sum("opened" in m for m in log) == 1  # the chip was never replaced
+    after_w, after_s = client.read_weights(), client.state_dict()  # reconnects if taken over
+    for n in before_w:
+        np.testing.assert_array_equal(after_w[n][0], before_w[n][0])
+        np.testing.assert_array_equal(after_w[n][1], before_w[n][1])
+    assert before_s.keys() == after_s.keys()
+    for k in before_s:
+        np.testing.assert_array_equal(after_s[k], before_s[k], err_msg=k)
+    # ... and it still serves: a real training step through the same session
+    cfg = HepConfig(
+        method="hep",
+        points=4,
+        beta=0.1,
+        lr=0.05,
+        momentum=0.0,
+        schedule="constant",
+        total_steps=1,
+        residual_tol=1e-3,
+        update="auto",
+    )
+    ctrl = Controller(client, cfg)
+    x = np.random.default_rng(0).uniform(size=(5, 6)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]]
+    rep = ctrl.train_step(x, y)
+    assert rep.used == 5 and not rep.refused
+    assert not np.array_equal(client.read_weights()["W0"][0], before_w["W0"][0])
