@@ -62,12 +62,19 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._err, text=True, env=env, cwd=REPO
         )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("listening on "):
-            self.stop()
-            raise AssertionError(f"server did not start: {line!r}\n{log.read_text()}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port from the first stdout line (waits for it, up to 120 s)."""
+        if self._port is None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+            line = self.proc.stdout.readline() if ready else ""
+            if not line.startswith("listening on "):
+                self.stop()
+                raise AssertionError(f"server did not start: {line!r}\n{self.log.read_text()}")
+            self._port = int(line.strip().rsplit(":", 1)[1])
+        return self._port
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         with contextlib.suppress(ProcessLookupError):
@@ -128,6 +135,7 @@ def digits_server(subprocess_env, tmp_path_factory):
     srv = ServerProcess(
         "circuits/digits.yaml", subprocess_env, tmp_path_factory.mktemp("srv") / "server.log"
     )
+    srv.port  # noqa: B018 (waits until it listens)
     errors: list[BaseException] = []
 
     def warm() -> None:
@@ -198,14 +206,14 @@ def test_addresses_parse_and_bad_ones_are_spec_errors():
 # -- same run, remote and in process ---------------------------------------------------------
 
 
-def test_remote_training_ends_bitwise_equal_to_in_process(reference_run, subprocess_env, tmp_path):
-    srv = ServerProcess("circuits/digits.yaml", subprocess_env, tmp_path / "server.log")
-    try:
-        out = tmp_path / "remote.h5"
-        driver = f"tcp://127.0.0.1:{srv.port}"
-        assert main([*TRAIN_ARGS, "--driver", driver, "--out", str(out)]) == 0
-    finally:
-        assert srv.stop() == 0  # SIGTERM: clean shutdown
+def test_remote_training_ends_bitwise_equal_to_in_process(digits_server, reference_run, tmp_path):
+    srv, warm_up, errors = digits_server
+    warm_up.join(300)
+    assert not errors, errors
+    out = tmp_path / "remote.h5"
+    driver = f"tcp://127.0.0.1:{srv.port}"
+    assert main([*TRAIN_ARGS, "--driver", driver, "--out", str(out)]) == 0
+    assert srv.stop() == 0  # SIGTERM: clean shutdown
     assert "server stopped" in srv.log.read_text()
     ref, got = _final_weights(reference_run), _final_weights(out)
     assert ref.keys() == got.keys()
@@ -258,6 +266,7 @@ def test_killed_server_stops_the_trainer_and_resume_continues(
         assert "final" not in f
         assert 1 <= f["metrics/epoch"].shape[0] < 3
     srv2 = ServerProcess("circuits/digits.yaml", subprocess_env, tmp_path / "s2.log", port=port)
+    assert srv2.port == port
     try:
         assert main([*TRAIN_ARGS, "--driver", driver, "--out", str(run), "--resume"]) == 0
     finally:
@@ -352,13 +361,13 @@ def test_a_reply_lost_in_a_reconnect_is_replayed_not_reapplied(toy_server):
     proxy = DroppingProxy(srv.address, drop_at=3)
     ref = open_driver("emulator", c, seed=0)
     rows = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    cols = np.random.default_rng(1).normal(size=(3, 7)).astype(np.float32)
+    cols = np.random.default_rng(1).normal(size=(3, 5)).astype(np.float32)
     try:
         with RemoteDriver.connect(f"127.0.0.1:{proxy.port}", circuit=c, seed=0) as d:
-            rep = d.apply_outer_product("W0", rows, cols, lr=0.05)
+            rep = d.apply_outer_product("readout", rows, cols, lr=0.05)
             assert proxy.dropped and d.reconnects == 1
-            assert rep == ref.apply_outer_product("W0", rows, cols, lr=0.05)
-            assert int(srv.session_driver.state_dict()["W0/updates"]) == 1  # applied once
+            assert rep == ref.apply_outer_product("readout", rows, cols, lr=0.05)
+            assert int(srv.session_driver.state_dict()["readout/updates"]) == 1  # applied once
             got, want = d.read_weights(), ref.read_weights()
             for n in want:
                 np.testing.assert_array_equal(got[n][0], want[n][0])
@@ -467,13 +476,17 @@ def test_no_server_is_connection_lost():
         open_driver(f"tcp://127.0.0.1:{port}", load_circuit("toy"), seed=0)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_serve_stops_cleanly_on_signals(sig, subprocess_env, tmp_path):
-    srv = ServerProcess("toy", subprocess_env, tmp_path / "serve.log")
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.settimeout(10)
-        assert s.recv(4) == b"AHEP"  # the welcome frame
-    t0 = time.monotonic()
-    assert srv.stop(sig) == 0
-    assert time.monotonic() - t0 < 10
-    assert "server stopped" in srv.log.read_text()
+def test_serve_stops_cleanly_on_sigint_and_sigterm(subprocess_env, tmp_path):
+    servers = {
+        sig: ServerProcess("toy", subprocess_env, tmp_path / f"serve-{sig.name}.log")
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    for sig, srv in servers.items():
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.settimeout(10)
+            assert s.recv(4) == b"AHEP"  # the welcome frame
+        t0 = time.monotonic()
+        assert srv.stop(sig) == 0
+        assert time.monotonic() - t0 < 10
+        log = srv.log.read_text()
+        assert f"{sig.name}: stopping" in log and "server stopped" in log

@@ -357,8 +357,8 @@ def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
         update="auto",
     )
     ctrl = Controller(client, cfg)
-    x = np.random.default_rng(0).uniform(size=(5, 6)).astype(np.float32)
-    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]]
+    x = np.random.default_rng(0).uniform(size=(6, 6)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]]
     rep = ctrl.train_step(x, y)
-    assert rep.used == 5 and not rep.refused
+    assert rep.used == 6 and not rep.refused
     assert not np.array_equal(client.read_weights()["W0"][0], before_w["W0"][0])

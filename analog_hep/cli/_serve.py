@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 
 __all__ = ["register"]
@@ -63,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     host, port = server.address
     shown = f"[{host}]" if ":" in host else host
     print(f"listening on {shown}:{port}", flush=True)
+    reach = socket.gethostname() if host in ("0.0.0.0", "::") else shown
     print(
         f"serving {args.driver} for circuit {circuit.spec.name!r}; clients use --driver "
-        f"tcp://{shown}:{port}" + ("?token_file=FILE" if token else ""),
+        f"tcp://{reach}:{port}" + ("?token_file=FILE" if token else ""),
         file=sys.stderr,
         flush=True,
     )

@@ -30,6 +30,7 @@ import dataclasses
 import os
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ class RemoteDriver:
         self._sock: socket.socket | None = None
         self._next_id = 1
         self._closed = False
+        self._lock = threading.Lock()  # one request in flight (the protocol is sequential)
         self.reconnects = 0
         self.requests_sent = 0
         try:
@@ -276,6 +278,10 @@ class RemoteDriver:
             delay_s = min(2 * delay_s, 1.0)
 
     def _call(self, op: str, args: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._call_locked(op, args)
+
+    def _call_locked(self, op: str, args: dict[str, Any] | None) -> Any:
         if self._closed:
             raise ConnectionLost(f"the remote driver {self.where} is closed")
         rid = self._next_id

@@ -29,7 +29,6 @@ import selectors
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -578,9 +577,3 @@ def _fingerprint(v: Any) -> Any:
     if isinstance(v, list):
         return tuple(_fingerprint(x) for x in v)
     return (type(v).__name__, repr(v))
-
-
-def wait_forever(server: DriverServer, *, poll_s: float = 0.2) -> None:  # pragma: no cover
-    """Block until ``server`` stopped (used by the CLI after :meth:`DriverServer.start`)."""
-    while not server._stopped.is_set():
-        time.sleep(poll_s)

@@ -11,6 +11,8 @@ from ._gradcheck import gradcheck as gradcheck
 from ._gradcheck import random_batch as random_batch
 from ._overrides import with_overrides as with_overrides
 from ._record import Record as Record
+from ._report import Report as Report
+from ._report import report as report
 from ._stability import StabilityMap as StabilityMap
 from ._stability import load_stability_map as load_stability_map
 from ._stability import plot_stability_map as plot_stability_map

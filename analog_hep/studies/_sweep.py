@@ -37,6 +37,7 @@ import jax.random as jr
 import numpy as np
 
 from ..emulator import Chip, ChipConfig, fabricate
+from ..errors import SpecError
 from ._gradcheck import _rel, cosine, gradcheck, random_batch
 from ._sweep_file import SweepFile
 from ._sweep_spec import GradcheckPoint, Point, Sweep, TrainPoint, load_sweep
@@ -52,6 +53,9 @@ class Task:
     id: int
     points: tuple[Point, ...]
     vectorised: bool
+    size: int = 0
+    """Vectorised tasks: the batch size of the compiled call (the chunks of a group are padded
+    to one size, so that they share one compilation)."""
 
 
 @dataclass
@@ -142,8 +146,6 @@ def point_inputs(point: Point) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(x), np.asarray(y)
     ds = _dataset(p.dataset)
     if ds.n_features != spec.layers[0] or ds.n_classes != spec.readout.classes:
-        from ..errors import SpecError
-
         raise SpecError(
             f"dataset {p.dataset!r} ({ds.n_features} features, {ds.n_classes} classes) does not "
             f"fit circuit {spec.name!r} ({spec.layers[0]} inputs, {spec.readout.classes} classes)"
@@ -158,17 +160,22 @@ def point_inputs(point: Point) -> tuple[np.ndarray, np.ndarray]:
 def _chip_signature(point: Point) -> tuple[Any, ...]:
     """What decides the structure and static settings of the point's chip, from its spec.
 
-    The chip's static config (noise switches normalised to on), and per crossbar its card,
-    mapping and bias. A group that still holds chips of different structure is split again
-    when it runs (:func:`_run_group`), so this needs only to be fine enough to be useful.
+    The chip's static config (noise switches normalised to on) and, per crossbar, the
+    static fields of :class:`~analog_hep.emulator.Crossbar` (``g_unit_S``, ``has_bias``,
+    ``read_noise_rel``): chips of different cards with the same conductance range share a
+    compiled call. A group that still holds chips of different structure is split again when
+    it runs (:func:`_run_group`), so this needs only to be fine enough to be useful.
     """
     spec = point.spec
     cfg = dataclasses.replace(ChipConfig.from_spec(spec), neuron_noise=True, read_noise=True)
-    xbars = tuple(
-        (name, card.model_dump_json(), spec.crossbar(name).mapping, spec.crossbar(name).bias)
-        for name, card in point.devices
-    )
-    return (cfg, xbars)
+    xbars = []
+    for name, card in point.devices:
+        xb = spec.crossbar(name)
+        assert xb.mapping is not None
+        g = card.conductance
+        g_unit = (g.g_max_S - g.g_min_S) / xb.mapping.w_max
+        xbars.append((name, g_unit, bool(xb.bias), float(card.read_noise_rel)))
+    return (cfg, tuple(xbars))
 
 
 def _signature(point: Point) -> tuple[Any, ...]:
@@ -199,7 +206,7 @@ def plan_tasks(sweep: Sweep, points: Sequence[Point]) -> list[Task]:
         per = math.ceil(len(members) / n_chunks)
         for c in range(n_chunks):
             chunk = tuple(members[c * per : (c + 1) * per])
-            tasks.append(Task(len(tasks), chunk, True))
+            tasks.append(Task(len(tasks), chunk, True, size=per))
     return tasks
 
 
@@ -294,10 +301,11 @@ def _run_group(task: Task, result: TaskResult) -> None:
     for i, chip in enumerate(chips):
         by_structure.setdefault(jax.tree.structure(chip), []).append(i)
     for members in by_structure.values():
-        _run_members([points[i] for i in members], [chips[i] for i in members], result)
+        size = task.size if len(members) == len(points) else len(members)
+        _run_members([points[i] for i in members], [chips[i] for i in members], result, size=size)
 
 
-def _run_members(points: list[Point], chips: list[Chip], result: TaskResult) -> None:
+def _run_members(points: list[Point], chips: list[Chip], result: TaskResult, *, size: int) -> None:
     first = points[0].params
     assert isinstance(first, GradcheckPoint)
     t0 = time.perf_counter()
@@ -311,13 +319,14 @@ def _run_members(points: list[Point], chips: list[Chip], result: TaskResult) -> 
         random_inputs=first.dataset is None,
     )
     inputs = None if static.random_inputs else [point_inputs(p) for p in points]
+    pad = max(size - len(points), 0)  # repeat the last point: one compiled size per group
     res = gradcheck_batch(
-        chips,
-        [float(q.beta) for q in params],  # type: ignore[union-attr]
-        [int(q.seed) for q in params],  # type: ignore[union-attr]
+        chips + chips[-1:] * pad,
+        [float(q.beta) for q in params] + [float(params[-1].beta)] * pad,  # type: ignore[union-attr]
+        [int(q.seed) for q in params] + [int(params[-1].seed)] * pad,  # type: ignore[union-attr]
         static,
-        inputs=inputs,
-    )
+        inputs=None if inputs is None else inputs + inputs[-1:] * pad,
+    )[: len(points)]
     seconds = time.perf_counter() - t0
     result.compiles += trace_count() - before
     for point, r in zip(points, res, strict=True):
@@ -473,6 +482,14 @@ def _dask(
             cluster.close()
 
 
+def _have_dask() -> bool:
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _workers(requested: int | None, n_tasks: int, scheduler: str | None) -> int:
     """0 (in process) or the number of LocalCluster workers to start."""
     if scheduler is not None:
@@ -524,6 +541,14 @@ def run_sweep(
             log(f"{out}: {skipped} of {len(sweep.points)} points finished already; skipping them")
         tasks = plan_tasks(sweep, todo)
         n_workers = _workers(workers, len(tasks), scheduler)
+        if n_workers != 0 and not _have_dask():
+            if workers is not None or scheduler is not None:
+                raise SpecError(
+                    "--workers/--scheduler need Dask: pip install 'analog-hep[studies]' "
+                    "(or run in process with --workers 0)"
+                )
+            log("note: Dask is not installed (pip install 'analog-hep[studies]'): in process")
+            n_workers = 0
         bar = None
         if progress:
             from tqdm import tqdm

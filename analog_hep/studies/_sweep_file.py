@@ -175,13 +175,16 @@ def _convert(value: Any, kind: str, name: str) -> Any:
 def read_sweep_rows(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The rows of a sweep file as columns, and its attributes.
 
+    The file is opened without HDF5 file locking, so a running sweep's file can be read:
+    the result is a snapshot of the rows complete at that moment.
+
     **Returns:** ``(columns, attrs)``: ``columns[name]`` a 1-D array (``str`` objects for
     string columns) with one entry per finished point, in the order they finished.
 
     **Raises:** :class:`~analog_hep.errors.SpecError` if ``path`` is not a sweep file.
     """
     try:
-        with h5py.File(path, "r") as h5:
+        with h5py.File(path, "r", locking=False) as h5:
             if h5.attrs.get("format") != FORMAT:
                 raise SpecError(f"{path}: not an analog-hep sweep file")
             attrs = dict(h5.attrs)
@@ -200,7 +203,7 @@ def read_sweep_rows(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 def read_sweep_runs(path: str | Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """``{key: {table: {column: array}}}`` of the training points of a sweep file."""
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    with h5py.File(path, "r") as h5:
+    with h5py.File(path, "r", locking=False) as h5:
         for key, g in h5.get("runs", {}).items():
             out[key] = {t: {c: np.asarray(v) for c, v in tg.items()} for t, tg in g.items()}
     return out

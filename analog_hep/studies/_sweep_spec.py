@@ -454,7 +454,8 @@ def _build(doc_data: Any, lines: Mapping[KeyPath, int], path: str, text: str) ->
         where = {k: f"{path}:{line_of(lines, p)}: {format_path(p)}" for k, p in src.items()}
         sets = tuple(sorted((k[4:], v) for k, v in merged.items() if k.startswith("set.")))
         raw = {k: v for k, v in merged.items() if not k.startswith("set.")}
-        point_lines = {(k,): line_of(lines, src[k]) for k in raw}
+        point_lines: dict[KeyPath, int] = {(k,): line_of(lines, src[k]) for k in raw}
+        point_lines[()] = line_of(lines, src[next(iter(src))] if src else ())
         params = parse_spec(model, raw, path=path, lines=point_lines)
         set_where = {k[4:]: w for k, w in where.items() if k.startswith("set.")}
         skey = _canon(sets)

@@ -1,0 +1,185 @@
+"""Reports: figures and Markdown from sweep files, run records and stability maps.
+
+The inputs are written here with the same writers the studies use (no chip is settled), so
+the tests check the report's logic: which figures a file supports, replicate averaging, the
+tables and the hEP-vs-classic line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analog_hep.cli import main
+from analog_hep.errors import SpecError
+from analog_hep.studies import Record, StabilityMap, SweepFile, report, save_stability_map
+
+pytest.importorskip("matplotlib")
+
+
+def _cos(method: str, points: int, beta: float, noise: float, seed: int) -> float:
+    """A made-up but paper-shaped cosine: classic loses to bias and noise, hEP to noise only."""
+    noise_term = (noise / beta) ** 2 * (0.3 if method == "hep" else 3.0)
+    bias = 0.0 if method == "hep" and beta < 0.8 * (points / 16) ** 0.2 else 0.3 * beta
+    return float(1.0 - bias - noise_term - 0.001 * seed)
+
+
+def _gradcheck_sweep(path, *, devices=("ideal",), points=(15,), seeds=(0, 1)):
+    rows = []
+    i = 0
+    for dev in devices:
+        for noise in (0.0, 0.01):
+            for beta in (0.05, 0.1, 0.2, 0.4, 0.8):
+                for method, ns in (("hep", points), ("classic", (8,))):
+                    for n in ns:
+                        for seed in seeds:
+                            rows.append(
+                                {
+                                    "key": f"k{i}",
+                                    "index": i,
+                                    "kind": "gradcheck",
+                                    "circuit": "toy",
+                                    "devices": dev,
+                                    "method": method,
+                                    "points": n,
+                                    "beta": beta,
+                                    "batch": 10,
+                                    "seed": seed,
+                                    "noise": noise,
+                                    "free_steps": 300,
+                                    "nudge_steps": 300,
+                                    "start": "free",
+                                    "dataset": "",
+                                    "update_lr": float("nan"),
+                                    "cosine_total": _cos(method, n, beta, noise, seed),
+                                    "cosine.W0": 0.9,
+                                    "free_residual": 1e-7,
+                                    "nudge_residual": 1e-6,
+                                }
+                            )
+                            i += 1
+    meta = {"kind": "gradcheck", "sweep_text": "description: made up\n", "sweep_path": "x"}
+    with SweepFile(path, meta=meta) as f:
+        f.append(rows)
+    return rows
+
+
+def test_gradcheck_sweep_figures_and_tables(tmp_path):
+    _gradcheck_sweep(tmp_path / "g.h5", points=(4, 15))
+    rep = report([tmp_path / "g.h5"], tmp_path / "out")
+    names = {f.name for f in rep.figures}
+    assert names == {"g_cosine_vs_beta.png", "g_cosine_vs_n.png"}
+    assert all(f.stat().st_size > 10_000 for f in rep.figures)
+    md = rep.markdown.read_text()
+    assert "![g_cosine_vs_beta](g_cosine_vs_beta.png)" in md and "made up" in md
+    assert "hEP's best cosine with the true gradient exceeds classic EP's best in 2 of 2" in md
+    rows = {(r["noise"], r["series"]): r for r in rep.tables[str(tmp_path / "g.h5")]}
+    best = rows[(0.01, "hEP N=15")]
+    # mean over the two seeds (0 and 0.001 lower) at the best |beta|
+    assert best["best"] == pytest.approx(_cos("hep", 15, 0.4, 0.01, 0) - 0.0005)
+    assert best["at |beta|"] == 0.4 and best["replicates"] == 2
+
+
+def test_condition_sweep_draws_best_by_condition(tmp_path):
+    _gradcheck_sweep(tmp_path / "d.h5", devices=("ideal", "pcm_pair", "rram_exp"), seeds=(0,))
+    rep = report([tmp_path / "d.h5"], tmp_path / "out")
+    names = {f.name for f in rep.figures}
+    assert "d_best_cosine_total_by_condition.png" in names
+    assert {"d_cosine_vs_beta_devices=pcm_pair.png", "d_cosine_vs_beta_devices=ideal.png"} <= names
+    md = rep.markdown.read_text()
+    assert "| devices | noise | series |" in md
+    assert "exceeds classic EP's best in 6 of 6" in md
+
+
+def test_run_record_curves_pulses_and_conductances(tmp_path):
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(0)
+    with Record.create(path, meta={"kind": "train", "config": {"method": "hep"}}) as rec:
+        for epoch in range(3):
+            rec.extend(
+                "steps",
+                [
+                    {"loss": 2.0 - 0.1 * s - epoch, "pulses": int(100 + s), "used": 20}
+                    for s in range(10)
+                ],
+            )
+            rec.append(
+                "metrics",
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": 2.0 - epoch,
+                    "train_accuracy": 0.3 * epoch,
+                    "test_loss": 2.1 - epoch,
+                    "test_accuracy": 0.3 * epoch + 0.1,
+                    "seconds": 1.0,
+                },
+            )
+            g = rng.uniform(1e-6, 1e-5, (2, 4, 7))
+            rec.save_checkpoint(
+                epoch,
+                {
+                    "driver": {"W0/g_plus_S": g[0], "W0/g_minus_S": g[1], "calls": np.asarray(3)},
+                    "controller": {"step_count": np.asarray(10 * (epoch + 1))},
+                },
+            )
+    rep = report([path], tmp_path / "out")
+    assert {f.name for f in rep.figures} == {
+        "run_training.png",
+        "run_steps.png",
+        "run_conductances.png",
+    }
+    md = rep.markdown.read_text()
+    assert "Method hep; 3 epochs recorded." in md and "| epoch |" in md
+    assert "Pulses per step: mean 104.5" in md
+
+
+def test_stability_map_and_cli_json(tmp_path, capsys):
+    axis = np.linspace(-1.0, 1.0, 21)
+    beta = axis[None, :] + 1j * axis[:, None]
+    residual = np.where(np.abs(beta) < 0.7, 1e-8, 1.0)
+    smap = StabilityMap(
+        beta_re=axis,
+        beta_im=axis.copy(),
+        residual=residual,
+        distance=np.abs(beta),
+        circuit="toy",
+        circuit_text="",
+        steps=200,
+        free_steps=300,
+        batch=1,
+        seed=0,
+        tol=1e-4,
+        stable_radius=0.7,
+        stable_fraction=float(np.mean(residual <= 1e-4)),
+        free_residual=0.0,
+        seconds=0.1,
+    )
+    save_stability_map(smap, tmp_path / "map.h5")
+    _gradcheck_sweep(tmp_path / "g.h5", seeds=(0,))
+    argv = [
+        "report",
+        str(tmp_path / "map.h5"),
+        str(tmp_path / "g.h5"),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert str(tmp_path / "out" / "map_stability.png") in out["figures"]
+    assert out["tables"][str(tmp_path / "map.h5")][0]["stable_radius"] == 0.7
+    assert "Every |beta| below 0.7 settles" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_unknown_file_is_refused(tmp_path, capsys):
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5.attrs["format"] = "nope"
+    with pytest.raises(SpecError, match="not a sweep file, run record or stability map"):
+        report([tmp_path / "x.h5"], tmp_path / "out")
+    (tmp_path / "y.h5").write_text("not hdf5")
+    assert main(["report", str(tmp_path / "y.h5"), "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read as HDF5" in capsys.readouterr().err
