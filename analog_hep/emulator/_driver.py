@@ -184,6 +184,8 @@ class EmulatorDriver:
                     f"targets must be (batch, classes) = {(x.shape[0], cfg.classes)}, "
                     f"found {tuple(y.shape)}"
                 )
+        if not bool(jnp.all(jnp.isfinite(x))):
+            raise OutOfRange("inputs must be finite (found NaN or inf)")
         self._x = dac(self.chip, x.astype(jnp.float32))
         self._y = y if y is not None else jnp.zeros((x.shape[0], cfg.classes), jnp.float32)
         if self.mesh is not None and x.shape[0] % self.mesh.size == 0:
@@ -262,6 +264,8 @@ class EmulatorDriver:
             raise OutOfRange(
                 f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}"
             )
+        if not bool(jnp.all(jnp.isfinite(rows)) & jnp.all(jnp.isfinite(cols))):
+            raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
         if not xb.has_bias:
             cols = cols.at[:, -1].set(0.0)
         self._updates[name] += 1
@@ -299,6 +303,8 @@ class EmulatorDriver:
             raise OutOfRange(
                 f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}"
             )
+        if not bool(jnp.all(jnp.isfinite(delta_w))):
+            raise OutOfRange(f"{name}: delta_W must be finite (found NaN or inf)")
         if not xb.has_bias:
             delta_w = delta_w.at[:, -1].set(0.0)
         card = self.circuit.devices[name]

@@ -15,8 +15,8 @@ from ._circuit import DynamicsSpec as DynamicsSpec
 from ._circuit import InitSpec as InitSpec
 from ._circuit import MappingSpec as MappingSpec
 from ._circuit import NeuronSpec as NeuronSpec
-from ._circuit import PeripherySpec as PeripherySpec
 from ._circuit import OptimizerSpec as OptimizerSpec
+from ._circuit import PeripherySpec as PeripherySpec
 from ._circuit import ReadoutSpec as ReadoutSpec
 from ._circuit import TrainingSpec as TrainingSpec
 from ._device import ConductanceSpec as ConductanceSpec

@@ -241,14 +241,14 @@ def _plot_vs_beta(
             c = _color(method, points, n_hep)
             lab = _series_label(method, points)
             top.plot(line.x, line.mean, "o-", ms=3.5, color=c, label=lab)
-            err = np.clip(1.0 - line.mean, 1e-8, None)
+            err = np.clip(1.0 - line.mean, 1e-16, None)
             bottom.plot(line.x, err, "o-", ms=3.5, color=c)
             if line.n.max() > 1:
                 top.fill_between(line.x, line.lo, line.hi, color=c, alpha=0.18, lw=0)
                 bottom.fill_between(
                     line.x,
-                    np.clip(1.0 - line.hi, 1e-8, None),
-                    np.clip(1.0 - line.lo, 1e-8, None),
+                    np.clip(1.0 - line.hi, 1e-16, None),
+                    np.clip(1.0 - line.lo, 1e-16, None),
                     color=c,
                     alpha=0.18,
                     lw=0,
@@ -296,7 +296,7 @@ def _plot_vs_n(cols: dict[str, np.ndarray], cond: dict[str, Any], out: Path) -> 
             line = _aggregate(cols["points"][m], cols["cosine_total"][m])
             c = cmap(j / max(len(betas) - 1, 1))
             top.plot(line.x, line.mean, "o-", ms=3.5, color=c, label=f"|beta| = {beta:g}")
-            bottom.plot(line.x, np.clip(1.0 - line.mean, 1e-8, None), "o-", ms=3.5, color=c)
+            bottom.plot(line.x, np.clip(1.0 - line.mean, 1e-16, None), "o-", ms=3.5, color=c)
         top.set_title(f"neuron noise std {noise:g}", fontsize=10)
         bottom.set_xlabel("N (points on the circle; 2 = symmetric EP)")
         bottom.set_yscale("log")

@@ -125,9 +125,16 @@ class TrainResult:
     history: dict[str, list[float]]
 
 
+def _driver_kind(arg: str) -> str:
+    """``emulator:chip_seed=3`` -> ``emulator:chip_seed=3``; ``tcp://host:port?...`` -> ``tcp``."""
+    return "tcp" if arg.startswith("tcp://") else arg
+
+
 def _evaluate(ctrl: Controller, ds: Dataset, split: str, batch: int) -> tuple[float, float]:
     """Mean loss and accuracy over a split, in fixed-size batches (the last one padded, so
-    one compiled shape serves every batch)."""
+    one compiled shape serves every batch; never more than the chip's ``max_batch``)."""
+    limit = ctrl.desc.capabilities.max_batch
+    batch = min(batch, limit) if limit else batch
     x, y = ds.split(split)
     n = x.shape[0]
     loss = correct = 0.0
@@ -203,8 +210,13 @@ def train(
             if record.attr("circuit_text") != circuit.text:
                 raise SpecError(f"{out}: --resume with a different circuit than the record's")
             saved = json.loads(record.attr("config"))
-            if saved != json.loads(json.dumps(asdict(opts))):
-                diff = {k: (saved.get(k), v) for k, v in asdict(opts).items() if saved.get(k) != v}
+            now = json.loads(json.dumps(asdict(opts)))
+            # The chip may come back at another address (a restarted server): compare the
+            # driver's kind, not its whole connection string.
+            saved["driver"] = _driver_kind(saved.get("driver", ""))
+            now["driver"] = _driver_kind(now["driver"])
+            if saved != now:
+                diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
                 raise SpecError(f"{out}: --resume with different options than the record's: {diff}")
         else:
             record = Record.create(out, meta=meta)
