@@ -384,9 +384,19 @@ def _plot_best_by_condition(
         ax.set_ylim(max(min(finite) - 0.05, -1.0) if finite else 0, 1.0)
         ax.grid(axis="y", alpha=0.3)
     axes[-1, 0].set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    axes[0, 0].legend(fontsize=8, ncol=len(series), loc="lower left")
-    fig.suptitle(f"best {ylabel} over |beta| by {', '.join(keys)}", fontsize=10)
-    fig.tight_layout()
+    at = {r["at |beta|"] for r in rows}
+    where = f"at |beta| = {next(iter(at)):g}" if len(at) == 1 else "best over |beta|"
+    fig.suptitle(f"{ylabel} by {', '.join(keys)} ({where})", fontsize=10)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="upper center",
+        ncol=len(series),
+        fontsize=8,
+        bbox_to_anchor=(0.5, 0.985 - 0.35 / fig.get_figheight()),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -487,23 +497,33 @@ def _hep_vs_classic(rows: list[dict], cond_cols: list[str], label: str) -> list[
 def _plot_curves(
     runs: dict[str, dict[str, dict[str, np.ndarray]]], labels: dict[str, str], out: Path
 ) -> Path | None:
+    """Accuracy and loss per epoch (test solid, train dashed), and pulses per step."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     have = {k: r for k, r in runs.items() if r.get("metrics")}
     if not have:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for key, r in have.items():
+    pulses = any("pulses" in r.get("steps", {}) for r in have.values())
+    fig, axes = plt.subplots(1, 3 if pulses else 2, figsize=(14 if pulses else 9.5, 3.8))
+    for j, (key, r) in enumerate(have.items()):
         m, s = r["metrics"], r.get("steps", {})
-        lab = labels.get(key, key)
-        if "epoch" in m and "test_accuracy" in m:
-            axes[0].plot(m["epoch"], m["test_accuracy"], "o-", ms=3, label=lab)
-        if "epoch" in m and "train_loss" in m:
-            axes[1].plot(m["epoch"], m["train_loss"], "o-", ms=3, label=lab)
-        if "pulses" in s:
-            axes[2].plot(np.arange(1, len(s["pulses"]) + 1), s["pulses"], lw=0.8, label=lab)
-    axes[0].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy per epoch")
-    axes[1].set(xlabel="epoch", ylabel="train loss", title="training loss per epoch")
-    axes[2].set(xlabel="step", ylabel="pulses", title="pulses applied per step")
+        lab, c = labels.get(key, key), f"C{j % 10}"
+        if "epoch" not in m:
+            continue
+        for ax, what in ((axes[0], "accuracy"), (axes[1], "loss")):
+            if f"test_{what}" in m:
+                ax.plot(m["epoch"], m[f"test_{what}"], "o-", ms=3, color=c, label=lab)
+            if f"train_{what}" in m:
+                ax.plot(m["epoch"], m[f"train_{what}"], "--", lw=1, color=c)
+        if pulses and "pulses" in s:
+            axes[2].plot(np.arange(1, len(s["pulses"]) + 1), s["pulses"], lw=0.8, color=c)
+    axes[0].set(xlabel="epoch", ylabel="accuracy", title="accuracy (test solid, train dashed)")
+    axes[1].set(xlabel="epoch", ylabel="loss", title="loss (test solid, train dashed)")
+    if pulses:
+        axes[2].set(xlabel="step", ylabel="pulses", title="pulses applied per step")
+    for ax in axes[:2]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.grid(alpha=0.3)
     if len(have) <= 12:
@@ -647,10 +667,9 @@ def _run_record(path: Path, out_dir: Path, rep: Report, md: list[str]) -> None:
         md.append(f"Method {m.group(1)}; {len(metrics.get('epoch', []))} epochs recorded.\n")
     figures = []
     f = _plot_curves(
-        {"run": {"metrics": metrics, "steps": steps}},
-        {"run": path.stem},
-        out_dir / f"{stem}_training.png",
+        {"run": {"metrics": metrics}}, {"run": path.stem}, out_dir / f"{stem}_training.png"
     )
+
     figures += [x for x in (f, _plot_steps(steps, out_dir / f"{stem}_steps.png"), f_g) if x]
     if metrics:
         rows = [{k: metrics[k][i] for k in metrics} for i in range(len(metrics["epoch"]))]

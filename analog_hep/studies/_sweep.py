@@ -383,6 +383,8 @@ def _run_train(point: Point, result: TaskResult) -> None:
     steps = tables["steps"]
     row = point.columns()
     row |= {k: v for k, v in dataclasses.asdict(opts).items() if v is not None}
+    if opts.method == "symmetric":
+        row["points"] = 2  # the controller's N, whatever the circuit's training section says
     row |= {
         "train_accuracy": res.train_accuracy,
         "train_loss": res.train_loss,

@@ -65,6 +65,11 @@ class SweepFile:
         try:
             self.h5 = h5py.File(self.path, "a")
         except OSError as err:
+            if "lock" in str(err):
+                raise SpecError(
+                    f"{self.path}: another process has this sweep file open (is a sweep still "
+                    "writing it?); wait for it or choose another --out"
+                ) from None
             raise SpecError(f"{self.path}: cannot open sweep file ({err})") from None
         if exists and "format" in self.h5.attrs:
             fmt = self.h5.attrs.get("format")
