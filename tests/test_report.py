@@ -79,7 +79,7 @@ def test_gradcheck_sweep_figures_and_tables(tmp_path):
     best = rows[(0.01, "hEP N=15")]
     # mean over the two seeds (0 and 0.001 lower) at the best |beta|
     assert best["best"] == pytest.approx(_cos("hep", 15, 0.4, 0.01, 0) - 0.0005)
-    assert best["at |beta|"] == 0.4 and best["replicates"] == 2
+    assert best["beta_best"] == 0.4 and best["rows"] == 2
 
 
 def test_condition_sweep_draws_best_by_condition(tmp_path):

@@ -86,9 +86,14 @@ def _fmt(v: Any) -> str:
 
 
 def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    head = "| " + " | ".join(columns) + " |"
+    """A Markdown table (``|`` in cells escaped)."""
+
+    def cell(v: Any) -> str:
+        return _fmt(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(cell(c) for c in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    body = ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 
@@ -331,10 +336,10 @@ def _best_rows(cols: dict[str, np.ndarray], conds: list[str], metric: str) -> li
                     "series": _series_label(method, points),
                     "method": method,
                     "best": float(line.mean[i]),
-                    "at |beta|": float(line.x[i]),
-                    "smallest |beta|": float(line.x[0]),
-                    "at smallest": float(line.mean[0]),
-                    "replicates": int(line.n[i]),
+                    "beta_best": float(line.x[i]),
+                    "beta_smallest": float(line.x[0]),
+                    "at_smallest": float(line.mean[0]),
+                    "rows": int(line.n[i]),
                 }
                 rows.append(row)
     return rows
@@ -384,7 +389,7 @@ def _plot_best_by_condition(
         ax.set_ylim(max(min(finite) - 0.05, -1.0) if finite else 0, 1.0)
         ax.grid(axis="y", alpha=0.3)
     axes[-1, 0].set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
-    at = {r["at |beta|"] for r in rows}
+    at = {r["beta_best"] for r in rows}
     where = f"at |beta| = {next(iter(at)):g}" if len(at) == 1 else "best over |beta|"
     fig.suptitle(f"{ylabel} by {', '.join(keys)} ({where})", fontsize=10)
     handles, names = axes[0, 0].get_legend_handles_labels()
@@ -449,12 +454,15 @@ def _gradcheck_sweep(path: Path, out_dir: Path, rep: Report, md: list[str]) -> N
             "noise",
             "series",
             "best",
-            "at |beta|",
-            "at smallest",
-            "smallest |beta|",
-            "replicates",
+            "beta_best",
+            "at_smallest",
+            "beta_smallest",
+            "rows",
         ]
-        md.append(f"Best {label} over |beta| (mean over replicates):\n")
+        md.append(
+            f"Best {label} over |beta| (mean over seeds; `rows`: rows averaged), the |beta| "
+            "where it is reached, and the value at the smallest |beta|:\n"
+        )
         md.append(_md_table(rows, shown) + "\n")
         tables.extend({"metric": metric} | r for r in rows)
         md.extend(_hep_vs_classic(rows, cond_cols, label))
