@@ -229,28 +229,38 @@ def neuron_targets(
     std = chip.read_noise_std if cfg.read_noise else None
     ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
     out = []
+    m = drive.shape[0]
     for l in range(1, n_hidden + 1):
+        # Parts terms (complex when the state is) and real-only terms (the input drive, the
+        # offset, neuron noise) are kept apart: real ones are added in place to part 0.
+        u = None
+        real = None
         if l == 1:
-            u = _real_only(drive, p)
-            if key is not None:
-                u = u + _noise(ks(0), u.shape, std, drive_var)
+            real = drive
+            if key is not None and (std is not None or drive_var is not None):
+                real = real + _noise(ks(0), drive.shape, std, drive_var)
         else:
             u = read_forward(reads[names[l - 1]], s[l - 2], std, ks(10 * l + 1))
         if l < n_hidden:
-            u = u + read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
-        elif not nudged:
-            pass
-        elif cfg.loss == "cross_entropy":
+            t = read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
+            u = t if u is None else u + t
+        elif nudged and cfg.loss == "cross_entropy":
             ro = reads["readout"]
             o = read_forward(ro, s[l - 1], std, ks(10 * l + 3))
             err = _softmax_parts(o) - _real_only(y, o.shape[0])
-            u = u - _times(beta, read_transpose(ro, err, std, ks(10 * l + 4)))
-        else:
-            u = u - _times(beta, s[l - 1] - _real_only(y, p))
-        u = chip.neuron_gain[l - 1] * u + _real_only(chip.neuron_offset[l - 1][None], p)
+            t = -_times(beta, read_transpose(ro, err, std, ks(10 * l + 4)))
+            u = t if u is None else u + t
+        elif nudged:
+            t = -_times(beta, s[l - 1] - _real_only(y, p))
+            u = t if u is None else u + t
+        gain = chip.neuron_gain[l - 1]
+        if u is None:
+            u = jnp.zeros((p, m, s[l - 1].shape[-1]), drive.dtype)
+        u = gain * u
+        real = chip.neuron_offset[l - 1] + (0.0 if real is None else gain * real)
         if cfg.neuron_noise and key is not None:
-            noise = chip.noise_std * gaussian(ks(10 * l + 5), u.shape[1:])
-            u = u + _real_only(noise, p)
+            real = real + chip.noise_std * gaussian(ks(10 * l + 5), u.shape[1:])
+        u = u.at[0].add(real)  # in place: these terms are real
         out.append(_sigma_parts(chip, u))
     return tuple(out)
 
