@@ -43,13 +43,24 @@ def _imports(path: Path) -> set[str]:
 
 def test_controller_never_imports_emulator_or_physics():
     for path in (PKG / "hep").glob("*.py"):
-        bad = {m for m in _imports(path) if m.startswith(("analog_hep.emulator", "analog_hep.physics"))}
+        bad = {
+            m for m in _imports(path) if m.startswith(("analog_hep.emulator", "analog_hep.physics"))
+        }
         assert not bad, f"{path.name} imports {bad}: the controller must run a real chip"
 
 
 def _cfg(**kw):
-    base = dict(method="hep", points=4, beta=0.1, lr=0.05, momentum=0.0, schedule="constant",
-                total_steps=10, residual_tol=1e-3, update="auto")
+    base = dict(
+        method="hep",
+        points=4,
+        beta=0.1,
+        lr=0.05,
+        momentum=0.0,
+        schedule="constant",
+        total_steps=10,
+        residual_tol=1e-3,
+        update="auto",
+    )
     base.update(kw)
     return HepConfig(**base)
 

@@ -59,7 +59,12 @@ def test_mismatch_statistics_follow_the_spec_across_seeds(toy):
         offs += [np.asarray(o) for o in chip.neuron_offset]
         fwd.append(np.asarray(chip.crossbars["W1"].forward_gain))
         bwd.append(np.asarray(chip.crossbars["W1"].transpose_gain))
-    for draws, mean, std in ((gains, 1.0, 0.1), (offs, 0.0, 0.05), (fwd, 1.0, 0.02), (bwd, 1.0, 0.03)):
+    for draws, mean, std in (
+        (gains, 1.0, 0.1),
+        (offs, 0.0, 0.05),
+        (fwd, 1.0, 0.02),
+        (bwd, 1.0, 0.03),
+    ):
         d = np.concatenate(draws)
         assert abs(d.std() / std - 1) < 0.05 * 2, (std, d.std())
         assert abs(d.mean() - mean) < 4 * std / np.sqrt(d.size)
@@ -72,8 +77,14 @@ def test_stuck_faults_and_device_spread_follow_the_card(toy, tmp_path):
     card = load_device("ideal").model_dump()
     card.update(
         name="faulty",
-        response={"model": "soft_bounds", "dw_min": 0.01, "w_min": -1.0, "w_max": 1.0,
-                  "w_max_dtod": 0.2, "w_min_dtod": 0.2},
+        response={
+            "model": "soft_bounds",
+            "dw_min": 0.01,
+            "w_min": -1.0,
+            "w_max": 1.0,
+            "w_max_dtod": 0.2,
+            "w_min_dtod": 0.2,
+        },
         faults={"stuck_off_prob": 0.05, "stuck_on_prob": 0.05},
     )
     path = tmp_path / "faulty.yaml"
@@ -91,7 +102,10 @@ def test_stuck_faults_and_device_spread_follow_the_card(toy, tmp_path):
     rel = (np.asarray(dev.b_max_S)[ok] - (faulty.conductance.g_min_S + span / 2)) / (span / 2)
     assert abs(rel.std() - 0.2) < 0.01 and abs(rel.mean() - 1.0) < 0.01
     stuck_vals = np.asarray(dev.b_min_S)[~ok]
-    assert set(np.unique(stuck_vals)) <= {faulty.conductance.g_min_S, np.float32(faulty.conductance.g_max_S)}
+    assert set(np.unique(stuck_vals)) <= {
+        faulty.conductance.g_min_S,
+        np.float32(faulty.conductance.g_max_S),
+    }
 
 
 def test_settle_state_layout_is_stable_through_scan(toy):
@@ -142,8 +156,11 @@ def test_dac_and_adc_quantise(toy):
 def test_clipped_weights_are_reported(toy):
     spec = _with(toy.spec)
     xb = spec.crossbars.model_copy(
-        update={"default": spec.crossbars.default.model_copy(
-            update={"mapping": spec.crossbars.default.mapping.model_copy(update={"w_max": 0.5})})}
+        update={
+            "default": spec.crossbars.default.model_copy(
+                update={"mapping": spec.crossbars.default.mapping.model_copy(update={"w_max": 0.5})}
+            )
+        }
     )
     chip, clipped = fabricate(spec.model_copy(update={"crossbars": xb}), dict(toy.devices), 0)
     assert clipped["W0"] > 0
@@ -154,12 +171,21 @@ def test_clipped_weights_are_reported(toy):
 def test_one_sided_and_balanced_mappings_agree_on_an_ideal_chip(toy):
     one = _with(toy.spec)
     xb = one.crossbars.model_copy(
-        update={"default": one.crossbars.default.model_copy(
-            update={"mapping": one.crossbars.default.mapping.model_copy(update={"scheme": "one_sided"})})}
+        update={
+            "default": one.crossbars.default.model_copy(
+                update={
+                    "mapping": one.crossbars.default.mapping.model_copy(
+                        update={"scheme": "one_sided"}
+                    )
+                }
+            )
+        }
     )
     a, _ = fabricate(one.model_copy(update={"crossbars": xb}), dict(toy.devices), 0)
     b, _ = fabricate(toy.spec, dict(toy.devices), 0)
-    np.testing.assert_allclose(a.crossbars["W1"].weights()[0], b.crossbars["W1"].weights()[0], atol=1e-5)
+    np.testing.assert_allclose(
+        a.crossbars["W1"].weights()[0], b.crossbars["W1"].weights()[0], atol=1e-5
+    )
     assert float(jnp.min(a.crossbars["W1"].g_minus_S)) == 0.0
 
 

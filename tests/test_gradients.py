@@ -7,6 +7,8 @@ classic EP's bias growing with beta.
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,13 +39,22 @@ class _Toy:
 
     def error(self, beta: float, n: int) -> float:
         if n == 1:
-            pts = nudge_phases(self.chip, self.free, self.y, (beta,), steps=self.steps,
-                               start="free", key=None)
-            est = classic_estimate(self.free.states, self.free.logits, pts.states, pts.logits,
-                                   self.y, beta, self.names)
+            pts = nudge_phases(
+                self.chip, self.free, self.y, (beta,), steps=self.steps, start="free", key=None
+            )
+            est = classic_estimate(
+                self.free.states, self.free.logits, pts.states, pts.logits, self.y, beta, self.names
+            )
         else:
-            pts = nudge_phases(self.chip, self.free, self.y, circle_betas(beta, n),
-                               steps=self.steps, start="free", key=None)
+            pts = nudge_phases(
+                self.chip,
+                self.free,
+                self.y,
+                circle_betas(beta, n),
+                steps=self.steps,
+                start="free",
+                key=None,
+            )
             assert float(jnp.max(pts.residual)) < 1e-4
             est = hep_estimate(pts.states, pts.logits, self.y, pts.betas, self.names)
         e = _flat(est, self.names)
@@ -68,7 +79,7 @@ def test_bias_falls_with_n_inside_and_plateaus_outside(toy):
         t = _Toy(toy, batch=1, seed=0, steps=400)
         inside = [t.error(0.5, n) for n in (2, 4, 8, 16)]
         outside = [t.error(1.5, n) for n in (8, 16, 32)]
-    for a, b in zip(inside, inside[1:], strict=False):
+    for a, b in itertools.pairwise(inside):
         assert b < a / 5, inside
     assert inside[-1] < 1e-4
     # no decay with N: the last error is no smaller than half the first, and all are large
@@ -87,7 +98,7 @@ def test_float32_floor(toy):
 def test_classic_error_grows_with_beta(toy):
     t = _Toy(toy, batch=4, seed=2)
     errs = [t.error(b, 1) for b in (0.05, 0.1, 0.2, 0.4)]
-    assert all(b > a for a, b in zip(errs, errs[1:], strict=False)), errs
+    assert all(b > a for a, b in itertools.pairwise(errs)), errs
     # first order in beta: doubling beta roughly doubles the error
     assert 1.5 < errs[2] / errs[1] < 2.6
 
@@ -115,8 +126,12 @@ def test_ground_truth_matches_finite_differences(toy):
             return float(ground_truth(c2, x, y, steps=400, max_adjoint_iterations=10).loss)
 
         h = 1e-5
-        for name, idx, which in (("W0", (1, 2), 0), ("W1", (3, 0), 0), ("readout", (2, 1), 0),
-                                 ("W0", (2, 6), 1)):
+        for name, idx, which in (
+            ("W0", (1, 2), 0),
+            ("W1", (3, 0), 0),
+            ("readout", (2, 1), 0),
+            ("W0", (2, 6), 1),
+        ):
             fd = (loss_with(name, idx, h) - loss_with(name, idx, -h)) / (2 * h)
             exact = gt.grads[name][0][idx] if which == 0 else gt.grads[name][1][idx[0]]
             assert abs(fd - float(exact)) < 1e-6 * max(1.0, abs(fd)), (name, idx, fd, exact)
@@ -125,11 +140,23 @@ def test_ground_truth_matches_finite_differences(toy):
 def test_continuous_time_has_the_same_fixed_point_and_gradient(toy):
     spec = toy.spec
     dyn = spec.dynamics.model_copy(
-        update={"mode": "continuous", "free_steps": None, "nudge_steps": None,
-                "tau_s": 1e-6, "dt_s": 5e-7, "free_time_s": 4e-4, "nudge_time_s": 4e-4}
+        update={
+            "mode": "continuous",
+            "free_steps": None,
+            "nudge_steps": None,
+            "tau_s": 1e-6,
+            "dt_s": 5e-7,
+            "free_time_s": 4e-4,
+            "nudge_time_s": 4e-4,
+        }
     )
-    cont = toy.__class__(spec=spec.model_copy(update={"dynamics": dyn}), devices=toy.devices,
-                         path=None, text="", device_texts={})
+    cont = toy.__class__(
+        spec=spec.model_copy(update={"dynamics": dyn}),
+        devices=toy.devices,
+        path=None,
+        text="",
+        device_texts={},
+    )
     a = gradcheck(toy, method="hep", points=4, beta=0.2, batch=4, seed=5)
     b = gradcheck(cont, method="hep", points=4, beta=0.2, batch=4, seed=5)
     assert b.free_steps == 800 and b.free_residual < 1e-6

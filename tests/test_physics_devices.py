@@ -16,6 +16,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 import yaml
+from _device_helpers import G_MAX, G_MIN, _strict, make_card  # noqa: F401  (autouse fixture)
 
 from analog_hep.physics import (
     apply_delta_exact,
@@ -32,28 +33,10 @@ from analog_hep.physics import (
     visible_conductance,
     write_verify,
 )
-from analog_hep.spec._device import DeviceCard
+from analog_hep.spec import DeviceCard
 
 REPO = Path(__file__).resolve().parents[1]
 CARDS = sorted((REPO / "devices").glob("*.yaml"))
-G_MIN, G_MAX = 1.0e-6, 1.0e-5
-
-
-@pytest.fixture(autouse=True)
-def _strict():
-    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
-        yield
-
-
-def make_card(response: dict, **extra) -> DeviceCard:
-    doc = {
-        "name": "test",
-        "source": {"paper": "test", "simulator": "test"},
-        "conductance": {"g_min_S": G_MIN, "g_max_S": G_MAX},
-        "response": response,
-    }
-    doc.update(extra)
-    return DeviceCard.model_validate(doc)
 
 
 def base(model: str, **kw) -> dict:

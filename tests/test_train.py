@@ -37,10 +37,19 @@ def test_digits_online_hep_reaches_90_percent():
 
 def test_train_json_and_record(tmp_path, capsys):
     out = tmp_path / "run.h5"
-    code = main(["train", "digits", "--epochs", "2", "--max-train", "200", "--out", str(out), "--json"])
+    code = main(
+        ["train", "digits", "--epochs", "2", "--max-train", "200", "--out", str(out), "--json"]
+    )
     assert code == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("test_accuracy", "train_accuracy", "test_loss", "epochs", "seconds", "dropped_updates"):
+    for key in (
+        "test_accuracy",
+        "train_accuracy",
+        "test_loss",
+        "epochs",
+        "seconds",
+        "dropped_updates",
+    ):
         assert key in res
     assert res["epochs"] == 2
     with h5py.File(out) as f:
@@ -56,9 +65,37 @@ def test_train_json_and_record(tmp_path, capsys):
 
 def test_resume_needs_the_same_options(tmp_path, capsys):
     out = tmp_path / "run.h5"
-    assert main(["train", "digits", "--epochs", "1", "--max-train", "100", "--out", str(out), "--no-progress"]) == 0
-    code = main(["train", "digits", "--epochs", "1", "--max-train", "100", "--lr", "0.5",
-                 "--out", str(out), "--resume"])
+    assert (
+        main(
+            [
+                "train",
+                "digits",
+                "--epochs",
+                "1",
+                "--max-train",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "train",
+            "digits",
+            "--epochs",
+            "1",
+            "--max-train",
+            "100",
+            "--lr",
+            "0.5",
+            "--out",
+            str(out),
+            "--resume",
+        ]
+    )
     assert code == 2
     assert "different options" in capsys.readouterr().err
 
@@ -84,7 +121,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     run = tmp_path / "run.h5"
     cmd = [sys.executable, "-m", "analog_hep", *args, "--out", str(run)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     t0 = time.time()
     seen = ""
     while time.time() - t0 < 300:

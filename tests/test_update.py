@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from _device_helpers import G_MAX, G_MIN, _strict, make_card  # noqa: F401  (autouse fixture)
 
 from analog_hep.physics import (
     UpdateReport,
@@ -18,27 +19,6 @@ from analog_hep.physics import (
     outer_product_update,
     pair_weights,
 )
-from analog_hep.spec._device import DeviceCard
-
-G_MIN, G_MAX = 1.0e-6, 1.0e-5
-
-
-@pytest.fixture(autouse=True)
-def _strict():
-    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
-        yield
-
-
-def make_card(response: dict, **extra) -> DeviceCard:
-    doc = {
-        "name": "test",
-        "source": {"paper": "test", "simulator": "test"},
-        "conductance": {"g_min_S": G_MIN, "g_max_S": G_MAX},
-        "response": response,
-    }
-    doc.update(extra)
-    return DeviceCard.model_validate(doc)
-
 
 # Ideal-like pulsed device: constant step, no noise, no spread, 2000 states.
 IDEAL_LIKE = {"model": "constant_step", "dw_min": 0.001, "w_min": -1.0, "w_max": 1.0}
