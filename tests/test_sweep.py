@@ -343,9 +343,12 @@ def test_two_worker_cluster_gives_the_serial_rows(fig3c_toy, tmp_path):
         # distributed may warn about its own port/scratch housekeeping on busy machines
         warnings.filterwarnings("ignore", module=r"distributed\..*")
         summary = run_sweep(sweep, out, workers=2, progress=False, log=lambda _: None)
+    assert summary.failed == 0, summary.errors
     assert summary.workers == 2 and summary.tasks == 2 and summary.completed == 30
     cols, _ = read_sweep_rows(out)
-    _same_rows(cols, serial, rtol=0)  # bitwise: chunking never depends on the executor
+    # Chunking never depends on the executor, so the workers run the serial run's programs:
+    # the rows have come out bitwise equal; the tolerance only absorbs a different CPU.
+    _same_rows(cols, serial, rtol=1e-6)
 
 
 def test_scheduler_address(fig3c_toy, tmp_path):

@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ADDRESS",
         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786",
     )
+    p.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="DIR",
+        help="keep compiled programs in DIR (JAX's persistent cache), here and on every Dask "
+        "worker: a restarted sweep and each worker load them instead of compiling again",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         progress=not args.no_progress,
+        compile_cache=args.compile_cache,
         log=log,
     )
     if args.json:

@@ -43,3 +43,8 @@ from ._resolve import available_circuits as available_circuits
 from ._resolve import available_devices as available_devices
 from ._resolve import find_circuit as find_circuit
 from ._resolve import find_device_card as find_device_card
+from ._yaml import KeyPath as KeyPath
+from ._yaml import format_path as format_path
+from ._yaml import line_of as line_of
+from ._yaml import load_yaml as load_yaml
+from ._yaml import read_yaml as read_yaml

@@ -43,7 +43,15 @@ from ._sweep_file import SweepFile
 from ._sweep_spec import GradcheckPoint, Point, Sweep, TrainPoint, load_sweep
 from ._vectorised import GroupStatic, gradcheck_batch, trace_count, with_noise_flags
 
-__all__ = ["SweepSummary", "Task", "TaskResult", "plan_tasks", "run_sweep", "run_task"]
+__all__ = [
+    "SweepSummary",
+    "Task",
+    "TaskResult",
+    "plan_tasks",
+    "run_sweep",
+    "run_task",
+    "use_compile_cache",
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,11 @@ class Task:
     points: tuple[Point, ...]
     vectorised: bool
     size: int = 0
-    """Vectorised tasks: the batch size of the compiled call (the chunks of a group are padded
+    """Vectorised tasks: the points of the compiled program (the chunks of a group are padded
     to one size, so that they share one compilation)."""
+    parts: int = 1
+    """Vectorised tasks: slices the program runs on (``size`` is a multiple), so that a
+    process can run slices on several CPU cores at once."""
 
 
 @dataclass
@@ -204,10 +215,30 @@ def plan_tasks(sweep: Sweep, points: Sequence[Point]) -> list[Task]:
     for members in groups.values():
         n_chunks = math.ceil(len(members) / size)
         per = math.ceil(len(members) / n_chunks)
+        parts = _parts(per)
+        padded = math.ceil(per / parts) * parts
         for c in range(n_chunks):
             chunk = tuple(members[c * per : (c + 1) * per])
-            tasks.append(Task(len(tasks), chunk, True, size=per))
+            tasks.append(Task(len(tasks), chunk, True, size=padded, parts=parts))
     return tasks
+
+
+_MIN_PART = 8
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _parts(points: int) -> int:
+    """Slices of a vectorised chunk: one per CPU core (at least 8 points each) on a CPU
+    backend, where XLA runs one program on one core; one on an accelerator."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(_cpus(), points // _MIN_PART))
 
 
 # -- computing --------------------------------------------------------------------------------
@@ -291,7 +322,7 @@ def update_quality(
     return out
 
 
-def _run_group(task: Task, result: TaskResult) -> None:
+def _run_group(task: Task, result: TaskResult, threads: int) -> None:
     """Run a vectorised task: one compiled call per chip structure (normally one)."""
     points = task.points
     neuron = any(p.spec.neuron.noise_std > 0 for p in points)
@@ -301,11 +332,26 @@ def _run_group(task: Task, result: TaskResult) -> None:
     for i, chip in enumerate(chips):
         by_structure.setdefault(jax.tree.structure(chip), []).append(i)
     for members in by_structure.values():
-        size = task.size if len(members) == len(points) else len(members)
-        _run_members([points[i] for i in members], [chips[i] for i in members], result, size=size)
+        whole = len(members) == len(points)
+        _run_members(
+            [points[i] for i in members],
+            [chips[i] for i in members],
+            result,
+            size=task.size if whole else len(members),
+            parts=task.parts if whole else 1,
+            threads=threads,
+        )
 
 
-def _run_members(points: list[Point], chips: list[Chip], result: TaskResult, *, size: int) -> None:
+def _run_members(
+    points: list[Point],
+    chips: list[Chip],
+    result: TaskResult,
+    *,
+    size: int,
+    parts: int,
+    threads: int,
+) -> None:
     first = points[0].params
     assert isinstance(first, GradcheckPoint)
     t0 = time.perf_counter()
@@ -326,6 +372,8 @@ def _run_members(points: list[Point], chips: list[Chip], result: TaskResult, *, 
         [int(q.seed) for q in params] + [int(params[-1].seed)] * pad,  # type: ignore[union-attr]
         static,
         inputs=None if inputs is None else inputs + inputs[-1:] * pad,
+        parts=parts if (len(points) + pad) % parts == 0 else 1,
+        threads=threads,
     )[: len(points)]
     seconds = time.perf_counter() - t0
     result.compiles += trace_count() - before
@@ -407,13 +455,17 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def run_task(task: Task) -> TaskResult:
-    """Compute one task (in this process or on a Dask worker); errors become messages."""
+def run_task(task: Task, threads: int = 1) -> TaskResult:
+    """Compute one task (in this process or on a Dask worker); errors become messages.
+
+    ``threads``: CPU threads a vectorised task may use for its slices (the results do not
+    depend on it).
+    """
     t0 = time.perf_counter()
     result = TaskResult(task=task.id)
     try:
         if task.vectorised:
-            _run_group(task, result)
+            _run_group(task, result, threads)
         else:
             for point in task.points:
                 try:
@@ -436,8 +488,20 @@ def run_task(task: Task) -> TaskResult:
 
 
 def _serial(tasks: Iterable[Task], handle: Callable[[TaskResult], None]) -> None:
+    threads = _cpus()
     for task in tasks:
-        handle(run_task(task))
+        handle(run_task(task, threads))
+
+
+def use_compile_cache(directory: str | None) -> None:
+    """Keep compiled XLA programs in ``directory`` (JAX's persistent compilation cache), so
+    that a restarted sweep and every Dask worker load what one process compiled. ``None``
+    leaves JAX's setting alone."""
+    if directory is None:
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _dask(
@@ -446,6 +510,7 @@ def _dask(
     *,
     workers: int,
     scheduler: str | None,
+    compile_cache: str | None,
 ) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -461,10 +526,14 @@ def _dask(
         )
         client = Client(cluster)
     try:
+        if compile_cache is not None:
+            client.run(use_compile_cache, compile_cache)
         futures = {}
         for task in tasks:
             key = f"analog-hep-task-{task.id}-{task.points[0].key}"
-            fut = client.submit(run_task, task, pure=False, key=key)
+            # retries: a task whose worker died runs again elsewhere (errors in a point are
+            # returned in its TaskResult, not raised, so they are never retried)
+            fut = client.submit(run_task, task, pure=False, key=key, retries=1)
             futures[fut] = task
         try:
             for fut in as_completed(list(futures)):
@@ -509,6 +578,7 @@ def run_sweep(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    compile_cache: str | Path | None = None,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> SweepSummary:
@@ -523,6 +593,9 @@ def run_sweep(
     - ``scheduler``: address of a running Dask scheduler (``tcp://host:8786``) instead.
     - ``progress``: a progress bar (tqdm, on stderr); ``on_rows``: called with each batch of
       rows after it is written; ``log``: where notes go.
+    - ``compile_cache``: a folder for JAX's persistent compilation cache, set in this process
+      and on every Dask worker (:func:`use_compile_cache`): restarts and workers then load
+      programs compiled before instead of compiling them again.
 
     **Returns:** a :class:`SweepSummary`.
 
@@ -531,6 +604,8 @@ def run_sweep(
     t0 = time.perf_counter()
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
+    cache = None if compile_cache is None else str(Path(compile_cache).resolve())
+    use_compile_cache(cache)
     meta = {"kind": sweep.spec.kind, "sweep_text": sweep.text, "sweep_path": sweep.path}
     errors: list[str] = []
     counts = {"completed": 0, "failed": 0, "compiles": 0}
@@ -578,7 +653,13 @@ def run_sweep(
             if n_workers == 0:
                 _serial(tasks, handle)
             else:
-                _dask(tasks, handle, workers=max(n_workers, 0), scheduler=scheduler)
+                _dask(
+                    tasks,
+                    handle,
+                    workers=max(n_workers, 0),
+                    scheduler=scheduler,
+                    compile_cache=cache,
+                )
         finally:
             if bar is not None:
                 bar.close()

@@ -47,15 +47,19 @@ from ..spec import (
     CircuitSpec,
     DeviceCard,
     FieldError,
+    KeyPath,
     SpecModel,
     available_devices,
     find_circuit,
     find_device_card,
+    format_path,
+    line_of,
     load_circuit,
     load_device,
+    load_yaml,
     parse_spec,
+    read_yaml,
 )
-from ..spec._yaml import KeyPath, format_path, line_of, load_yaml, read_yaml
 from ._overrides import with_overrides
 
 __all__ = [

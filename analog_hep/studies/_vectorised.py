@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from ._gradcheck import _rel, cosine, random_batch
 __all__ = ["GroupStatic", "gradcheck_batch", "stack_chips", "trace_count", "with_noise_flags"]
 
 _TRACES = [0]
+_COMPILED: set[tuple[Any, ...]] = set()
 
 
 def trace_count() -> int:
@@ -235,8 +237,10 @@ def gradcheck_batch(
     static: GroupStatic,
     *,
     inputs: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    parts: int = 1,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
-    """Gradchecks of ``P`` points in one compiled, vmapped call.
+    """Gradchecks of ``P`` points in one compiled, vmapped program.
 
     **Arguments:**
 
@@ -247,6 +251,10 @@ def gradcheck_batch(
     - ``static``: the settings the group shares.
     - ``inputs``: ``P`` pairs ``(x (B, n_0), one-hot y (B, classes))`` when
       ``static.random_inputs`` is false.
+    - ``parts``: run the program on ``parts`` consecutive slices of the points (``P`` must
+      be a multiple; every slice has the same shape, so it compiles once); ``threads``: how
+      many slices run at once (XLA runs one program on one CPU core; slices in threads use
+      several). The results do not depend on ``threads``.
 
     **Returns:** ``P`` dicts with ``cosine_total``, ``rel_error_total``, ``cosine`` and
     ``rel_error`` per crossbar, ``loss``, ``free_residual``, ``nudge_residual``,
@@ -256,20 +264,40 @@ def gradcheck_batch(
     p = len(chips)
     if not (len(betas) == len(seeds) == p) or p == 0:
         raise ValueError(f"need as many betas and seeds as chips (> 0), got {p}")
-    batched, shared = stack_chips(chips)
-    data = None
-    if not static.random_inputs:
-        if inputs is None or len(inputs) != p:
-            raise ValueError("static.random_inputs is false: give one input batch per chip")
-        data = (
-            jnp.stack([jnp.asarray(x, jnp.float32) for x, _ in inputs]),
-            jnp.stack([jnp.asarray(y, jnp.float32) for _, y in inputs]),
-        )
+    if parts < 1 or p % parts:
+        raise ValueError(f"parts must divide the {p} points, got {parts}")
+    if not static.random_inputs and (inputs is None or len(inputs) != p):
+        raise ValueError("static.random_inputs is false: give one input batch per chip")
     seeds_arr = np.asarray(seeds, np.uint32)
     if not np.array_equal(seeds_arr, np.asarray(seeds)):
         raise ValueError(f"seeds must be integers in [0, 2^32), got {list(seeds)}")
-    out = _batched(batched, shared, data, jnp.asarray(betas, jnp.float32), seeds_arr, static)
-    out = jax.tree.map(np.asarray, out)
+    size = p // parts
+
+    def run(k: int) -> dict[str, Any]:
+        sl = slice(k * size, (k + 1) * size)
+        batched, shared = stack_chips(chips[sl])
+        data = None
+        if inputs is not None and not static.random_inputs:
+            data = (
+                jnp.stack([jnp.asarray(x, jnp.float32) for x, _ in inputs[sl]]),
+                jnp.stack([jnp.asarray(y, jnp.float32) for _, y in inputs[sl]]),
+            )
+        beta = jnp.asarray(betas[sl], jnp.float32)
+        res = _batched(batched, shared, data, beta, seeds_arr[sl], static)
+        return jax.tree.map(np.asarray, res)
+
+    # A program not yet compiled here is compiled by the first slice alone (slices started
+    # together would each trace and compile it); the other slices then run in threads.
+    seen = (static, size, jax.tree.structure(chips[0]), inputs is None)
+    results = [] if seen in _COMPILED else [run(0)]
+    _COMPILED.add(seen)
+    todo = range(len(results), parts)
+    if len(todo) > 1 and threads > 1:
+        with ThreadPoolExecutor(max_workers=min(threads, len(todo))) as pool:
+            results += list(pool.map(run, todo))
+    else:
+        results += [run(k) for k in todo]
+    out = jax.tree.map(lambda *a: np.concatenate(a), *results)
     names = chips[0].config.crossbar_names
     rows = []
     for i in range(p):
