@@ -27,10 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..studies._bench import HEADER, run_bench
+    from ..studies import BENCH_HEADER, run_bench
 
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    log(HEADER)
+    log(BENCH_HEADER)
     out = run_bench(quick=args.quick, log=log)
     if args.json:
         print(json.dumps(out))

@@ -1,5 +1,8 @@
 """Studies built on the controller and the emulator: gradcheck, training, sweeps, records."""
 
+from ._bench import BENCH_HEADER as BENCH_HEADER
+from ._bench import BenchCase as BenchCase
+from ._bench import run_bench as run_bench
 from ._fit_device import FIT_MODELS as FIT_MODELS
 from ._fit_device import FitResult as FitResult
 from ._fit_device import fit_device as fit_device

@@ -25,7 +25,7 @@ from ..hep import Controller, HepConfig, circle_betas
 from ..spec import Circuit, load_circuit
 from ._overrides import with_overrides
 
-__all__ = ["BenchCase", "run_bench"]
+__all__ = ["BENCH_HEADER", "BenchCase", "run_bench"]
 
 
 @dataclass
@@ -206,7 +206,7 @@ def run_bench(*, quick: bool, log=print) -> dict[str, list[dict]]:
     }
 
 
-HEADER = (
+BENCH_HEADER = (
     f"{'circuit':<10} {'batch':>5} {'noise':>5} {'N':>3} {'T1':>4} {'T2':>4} {'width':>5} "
     f"{'samples/s':>10} {'step ms':>8} {'compile s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} "
     f"{'peak GFLOP/s':>12} {'of peak':>7}"
