@@ -28,6 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from ..physics import activation_fn, gaussian, shifted_sigmoid_parts, sincos
@@ -230,6 +231,13 @@ def neuron_targets(
     ks = (lambda i: None) if key is None else (lambda i: jr.fold_in(key, i))
     out = []
     m = drive.shape[0]
+    widths = [si.shape[-1] for si in s]
+    neuron_noise = None
+    if cfg.neuron_noise and key is not None:
+        # One draw for all layers: on small batches the per-op overhead of the noise
+        # generator, not its arithmetic, dominates.
+        neuron_noise = chip.noise_std * gaussian(ks(5), (m, sum(widths)))
+    offsets = [0, *np.cumsum(widths).tolist()]
     for l in range(1, n_hidden + 1):
         # Parts terms (complex when the state is) and real-only terms (the input drive, the
         # offset, neuron noise) are kept apart: real ones are added in place to part 0.
@@ -258,8 +266,8 @@ def neuron_targets(
             u = jnp.zeros((p, m, s[l - 1].shape[-1]), drive.dtype)
         u = gain * u
         real = chip.neuron_offset[l - 1] + (0.0 if real is None else gain * real)
-        if cfg.neuron_noise and key is not None:
-            real = real + chip.noise_std * gaussian(ks(10 * l + 5), u.shape[1:])
+        if neuron_noise is not None:
+            real = real + neuron_noise[:, offsets[l - 1] : offsets[l]]
         u = u.at[0].add(real)  # in place: these terms are real
         out.append(_sigma_parts(chip, u))
     return tuple(out)
