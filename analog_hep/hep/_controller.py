@@ -277,17 +277,21 @@ class Controller:
             report.refused = True
             return report
         factors = self.gradient(settled, y, keep, method)
-        grads = dense(factors)
-        if not all(bool(jnp.all(jnp.isfinite(g))) for g in grads.values()):
+        if not all(
+            bool(jnp.all(jnp.isfinite(u)) & jnp.all(jnp.isfinite(v))) for u, v in factors.values()
+        ):
             report.refused = True
             return report
-        lr = float(self.lr_fn(self.step_count))
-        updates, self.opt_state = self.optimizer.update(grads, self.opt_state)
-        for name in self.names:
-            if self.plan.use_outer_product:
+        if self.plan.use_outer_product:
+            # Plain SGD: the chip applies the factors themselves; the dense gradient is never
+            # formed on the digital side.
+            lr = float(self.lr_fn(self.step_count))
+            for name in self.names:
                 u, v = factors[name]
                 report.updates.append(self.driver.apply_outer_product(name, u, v, lr=-lr))
-            else:
+        else:
+            updates, self.opt_state = self.optimizer.update(dense(factors), self.opt_state)
+            for name in self.names:
                 report.updates.append(self.driver.program_delta(name, updates[name]))
         self.step_count += 1
         return report

@@ -64,6 +64,17 @@ class Report:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+# Result columns of a training sweep shown in the report's table.
+_TRAIN_COLUMNS = (
+    "train_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "dropped_updates",
+    "pulses_total",
+    "seconds",
+)
+
+
 def _plt() -> Any:
     import matplotlib
 
@@ -560,29 +571,11 @@ def _train_sweep(path: Path, out_dir: Path, rep: Report, md: list[str]) -> None:
     rows = []
     for i in range(n):
         row = {p.removeprefix("set."): _fmt(cols[p][i]) for p in varying}
-        for k in (
-            "train_accuracy",
-            "test_accuracy",
-            "test_loss",
-            "dropped_updates",
-            "pulses_total",
-            "seconds",
-        ):
+        for k in _TRAIN_COLUMNS:
             if k in cols:
                 row[k] = cols[k][i]
         rows.append(row)
-    shown = [p.removeprefix("set.") for p in varying] + [
-        k
-        for k in (
-            "train_accuracy",
-            "test_accuracy",
-            "test_loss",
-            "dropped_updates",
-            "pulses_total",
-            "seconds",
-        )
-        if k in cols
-    ]
+    shown = [p.removeprefix("set.") for p in varying] + [k for k in _TRAIN_COLUMNS if k in cols]
     md.append(_md_table(rows, shown) + "\n")
     rep.tables[str(path)] = rows
     f = _plot_curves(runs, labels, out_dir / f"{_slug(path.stem)}_training.png")
