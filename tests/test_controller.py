@@ -77,7 +77,11 @@ def test_outer_factors_equal_the_hep_estimate(toy):
     ctrl = Controller(drv, _cfg(points=6, beta=0.3))
     drv.load_inputs(x, y)
     settled = drv.run_schedule(ctrl.plan.schedule)
-    g = dense(ctrl.gradient(settled, y, np.ones(5, bool), "hep"))
+    factors = ctrl.gradient(settled, y, np.ones(5, bool), "hep")
+    # The input crossbar's pre is the clamped input at every point: one row per sample.
+    assert factors["W0"][0].shape == (5, 4) and factors["W0"][1].shape == (5, 7)
+    assert factors["W1"][0].shape[0] == 2 * 6 * 5
+    g = dense(factors)
     ref = hep_estimate(settled.states, settled.logits, y, settled.betas, ctrl.names)
     for n in ctrl.names:
         np.testing.assert_allclose(g[n][:, :-1], ref[n][0], atol=1e-6)

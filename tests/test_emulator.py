@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -194,3 +197,125 @@ def test_loaded_circuits_fabricate(toy):
         c = load_circuit(name)
         chip, _ = fabricate(c.spec, dict(c.devices), c.spec.seed)
         assert chip.config.layers == c.spec.layers
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["drawn-ahead", "per-step"])
+def test_neuron_noise_has_the_spec_std_whichever_way_it_is_drawn(toy, monkeypatch, ahead):
+    """With zero weights, zero offsets and tanh neurons, a discrete step makes every state
+    ``tanh(noise) ~ noise``: its spread is the spec's std, fresh at every step."""
+    import analog_hep.emulator._settle as settle_mod
+
+    monkeypatch.setattr(settle_mod, "NOISE_AHEAD_PER_STEP", 10**9 if ahead else 0)
+    tanh = type(toy.spec.neuron.activation)(name="tanh")
+    spec = _with(toy.spec, neuron={"noise_std": 0.01, "activation": tanh})
+    chip, _ = fabricate(spec, dict(toy.devices), 0)
+    zero = {
+        n: dataclasses.replace(xb, g_plus_S=xb.g_minus_S, hidden_S=jnp.stack([xb.g_minus_S] * 2))
+        for n, xb in chip.crossbars.items()
+    }
+    offsets = tuple(jnp.zeros_like(o) for o in chip.neuron_offset)
+    chip = dataclasses.replace(chip, crossbars=zero, neuron_offset=offsets)
+    x = jnp.zeros((500, 6))
+    a = free_phase(chip, x, steps=7, key=jax.random.PRNGKey(0)).states[1]
+    b = free_phase(chip, x, steps=8, key=jax.random.PRNGKey(0)).states[1]
+    for s in (a, b):
+        assert abs(float(jnp.std(s)) / 0.01 - 1) < 0.05  # 2,000 draws: SE of the std ~1.6 %
+    assert abs(float(jnp.corrcoef(a.ravel(), b.ravel())[0, 1])) < 0.1  # a fresh draw per step
+
+
+def test_products_run_at_full_float32_precision(toy):
+    """Every matrix product of a training step asks for HIGHEST precision (GPUs would use
+    TF32 otherwise: relative gradient error 2.7e-2 instead of 8.9e-6 on an H100)."""
+    from analog_hep.emulator._driver import _settle_schedule
+    from analog_hep.emulator._ground_truth import ground_truth
+    from analog_hep.hep import dense, outer_factors
+    from analog_hep.physics import outer_product_update
+
+    chip, _ = fabricate(toy.spec, dict(toy.devices), 0)
+    x, y = jnp.full((2, 6), 0.5), jnp.eye(4)[:2]
+    betas = tuple(circle_betas(0.2, 4))
+
+    def dots(jaxpr) -> list:
+        found = []
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                found.append(eqn.params["precision"])
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                found += dots(sub)
+        return found
+
+    def settle_all(chip):
+        return _settle_schedule(
+            chip,
+            x,
+            y,
+            jax.random.PRNGKey(0),
+            np.int32(1),
+            betas=betas,
+            free_steps=5,
+            nudge_steps=5,
+            start="free",
+        )
+
+    pts = settle_all(chip)
+    xb = chip.crossbars["W0"]
+    traced = [
+        jax.make_jaxpr(settle_all)(chip),
+        jax.make_jaxpr(lambda c: ground_truth(c, x, y, steps=5, max_adjoint_iterations=5))(chip),
+        jax.make_jaxpr(
+            lambda s: dense(
+                outer_factors(
+                    s.states,
+                    s.logits,
+                    s.betas,
+                    jnp.ones(4, jnp.complex64),
+                    y,
+                    jnp.ones(2),
+                    names=("W0", "W1", "readout"),
+                    has_bias=(True, True, True),
+                )
+            )
+        )(pts),
+        jax.make_jaxpr(
+            lambda g: outer_product_update(
+                toy.devices["W0"],
+                xb.devices,
+                g,
+                jnp.ones((3, 7)),
+                jnp.ones((3, 4)),
+                lr=0.1,
+                g_unit_S=xb.g_unit_S,
+                mode="expected",
+                key=None,
+            )
+        )(xb.hidden_S),
+    ]
+    for jp in traced:
+        found = dots(jp.jaxpr)
+        assert found, "no matrix product traced"
+        highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+        assert all(p == highest for p in found), found
+
+
+def test_unroll_is_a_speed_setting_only(toy):
+    """``--driver emulator:unroll=K`` changes how the loop is compiled, not what it settles
+    (noise included: the per-step keys are the same)."""
+    from analog_hep.drivers import NudgeSchedule
+    from analog_hep.emulator import EmulatorDriver
+    from analog_hep.errors import SpecError
+
+    spec = _with(toy.spec, neuron={"noise_std": 0.01})
+    circuit = dataclasses.replace(toy, spec=spec)
+    x, y = np.linspace(0, 1, 18, dtype=np.float32).reshape(3, 6), np.eye(4, dtype=np.float32)[:3]
+    schedule = NudgeSchedule(betas=tuple(circle_betas(0.2, 4)), free_steps=37, nudge_steps=11)
+    settled = []
+    for unroll in ("1", "4"):
+        drv = EmulatorDriver(circuit, seed=3, options={"unroll": unroll})
+        drv.load_inputs(x, y)
+        settled.append(drv.run_schedule(schedule))
+    leaves = [jax.tree_util.tree_leaves(s) for s in settled]
+    for a, b in zip(*leaves, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    for bad in ("0", "four"):
+        with pytest.raises(SpecError, match="option unroll: expected an integer >= 1"):
+            EmulatorDriver(circuit, seed=3, options={"unroll": bad})

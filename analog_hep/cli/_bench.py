@@ -21,6 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--table1-only",
+        action="store_true",
+        help="only the Table 1 circuit (no toy, digits, scaling)",
+    )
+    p.add_argument(
+        "--unroll",
+        type=int,
+        default=None,
+        metavar="K",
+        help="settle steps per compiled loop iteration (emulator option unroll; default 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -31,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     log(BENCH_HEADER)
-    out = run_bench(quick=args.quick, log=log)
+    if args.unroll is not None and args.unroll < 1:
+        print(f"analog-hep bench: --unroll: expected an integer >= 1, found {args.unroll}")
+        return 2
+    out = run_bench(quick=args.quick, log=log, table1_only=args.table1_only, unroll=args.unroll)
     if args.json:
         print(json.dumps(out))
     return 0

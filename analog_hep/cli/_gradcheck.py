@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nudge-steps", type=int, default=None, help="override T2")
     p.add_argument("--dataset", default=None, help="use a batch of real data (e.g. digits)")
     p.add_argument(
-        "--start", choices=("free", "previous"), default="free",
+        "--start",
+        choices=("free", "previous"),
+        default="free",
         help="nudge points settle from the free state, or each from the previous point",
     )
     p.add_argument("--x64", action="store_true", help="settle in float64 (precision studies)")

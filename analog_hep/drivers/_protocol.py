@@ -124,7 +124,8 @@ class Settled(NamedTuple):
 
     - ``free_states``: ``(s_0, ..., s_L)`` each ``(B, n_l)`` float32 (``s_0`` the inputs);
       ``free_logits``: ``(B, classes)`` or ``None``; ``free_residual``: ``(B,)``.
-    - ``betas``: ``(K,)`` complex64 as applied; ``states``: each ``(K, B, n_l)``;
+    - ``betas``: ``(K,)`` complex64 as applied; ``states``: each ``(K, B, n_l)`` (``s_0``,
+      the clamped inputs as driven, is the same at every point: the controller relies on it);
       ``logits``: ``(K, B, classes)`` or ``None``; ``residual``: ``(K, B)``.
 
     A residual is the max over neurons of ``|sigma(.) - s|`` at the last step (activity

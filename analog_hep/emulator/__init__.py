@@ -18,5 +18,6 @@ from ._phases import dac as dac
 from ._phases import free_phase as free_phase
 from ._phases import measure as measure
 from ._phases import nudge_phases as nudge_phases
+from ._phases import settle_points as settle_points
 from ._settle import SettleOut as SettleOut
 from ._settle import settle as settle

@@ -36,6 +36,8 @@ class ChipConfig:
     Sizes are neuron counts; ``rate`` is ``dt / tau`` (1 for discrete dynamics);
     ``neuron_noise``/``read_noise`` say whether those noises are drawn at all (their stds
     are array leaves of :class:`Chip`, so chips of different noise levels can be vmapped).
+    ``unroll``: settle steps per iteration of the compiled loop (how the emulator computes,
+    not what: results are the same; docs/performance.md says when it pays).
     """
 
     name: str
@@ -54,6 +56,7 @@ class ChipConfig:
     adc_bits: int | None
     activity_range: tuple[float, float]
     crossbar_names: tuple[str, ...]
+    unroll: int = 1
 
     @classmethod
     def from_spec(cls, spec: CircuitSpec) -> ChipConfig:

@@ -37,7 +37,7 @@ from ..physics import (
     write_verify,
 )
 from ..spec import Circuit
-from ._chip import Chip, fabricate
+from ._chip import Chip, Crossbar, fabricate
 from ._phases import dac, free_phase, measure, nudge_phases
 
 __all__ = ["EmulatorDriver"]
@@ -82,20 +82,120 @@ def _program_pair(card, devices, g_pair, visible, delta_w, g_unit_S, tolerance_S
     return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
+@eqx.filter_jit
+def _settle_schedule(
+    chip: Chip,
+    x: jax.Array,
+    y: jax.Array,
+    base_key: jax.Array,
+    call: jax.Array,
+    *,
+    betas: tuple[complex, ...],
+    free_steps: int,
+    nudge_steps: int,
+    start: str,
+) -> Settled:
+    """DAC, free phase, nudge schedule and ADC readout in one compiled call (no host round
+    trip between the phases). Noise keys: ``fold_in(base_key, call)`` split in two."""
+    k_free, k_nudge = jr.split(jr.fold_in(base_key, call))
+    noisy = chip.noisy
+    x = dac(chip, x)
+    free = free_phase(chip, x, steps=free_steps, key=k_free if noisy else None)
+    free_read = measure(chip, free)
+    if betas:
+        pts = nudge_phases(
+            chip,
+            free,
+            y,
+            betas,
+            steps=nudge_steps,
+            start=start,  # type: ignore[arg-type]
+            key=k_nudge if noisy else None,
+        )
+        pts = measure(chip, pts)  # type: ignore[arg-type]
+        betas_a, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
+    else:
+        betas_a = jnp.zeros(0, jnp.complex64)
+        states = tuple(jnp.zeros((0, *s.shape), s.dtype) for s in free.states)
+        logits = None if free.logits is None else jnp.zeros((0, *free.logits.shape))
+        residual = jnp.zeros((0, x.shape[0]))
+    return Settled(
+        free_states=free_read.states,
+        free_logits=free_read.logits,
+        free_residual=free.residual,
+        betas=betas_a,
+        states=states,
+        logits=logits,
+        residual=residual,
+    )
+
+
+@eqx.filter_jit
+def _outer_product_step(
+    card, xb: Crossbar, cols, rows, lr, n_updates, base_key, call, mode, bit_length
+):
+    """Validate (finite factors), update, refresh and write-noise one crossbar in one compiled
+    call; ``ok`` is False for non-finite factors (the caller then keeps the old chip)."""
+    ok = jnp.all(jnp.isfinite(rows)) & jnp.all(jnp.isfinite(cols))
+    if not xb.has_bias:
+        cols = cols.at[:, -1].set(0.0)
+    visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+    key = jr.fold_in(base_key, call)
+
+    # Non-finite factors are zeroed (a NaN pulse count would never end a pulse loop); the
+    # driver then discards the result, so no branch is needed here.
+    cols, rows = jnp.where(ok, cols, 0.0), jnp.where(ok, rows, 0.0)
+    hidden, vis, rep = _update_pair(
+        card,
+        xb.devices,
+        xb.hidden_S,
+        visible,
+        cols,
+        rows,
+        lr,
+        xb.g_unit_S,
+        n_updates,
+        mode,
+        bit_length,
+        key,
+    )
+    return hidden, vis[0], vis[1], rep, ok
+
+
+DEFAULT_UNROLL = 1
+
+
+def _int_option(options: dict[str, str], name: str, default: int, minimum: int) -> int:
+    if name not in options:
+        return int(default)
+    try:
+        value = int(options[name])
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SpecError(
+            f"--driver emulator: option {name}: expected an integer >= {minimum}, "
+            f"found {options[name]!r}"
+        )
+    return value
+
+
 class EmulatorDriver:
     """Drive an emulated chip in process.
 
     Open it with :meth:`open` (the entry-point factory) or construct it from a loaded
     circuit. ``options`` (from ``--driver emulator:KEY=VALUE,...``): ``chip_seed`` overrides
     the circuit's fabrication seed; ``program_max_pulses`` (default 200) is the pulse budget
-    of write-verify programming.
+    of write-verify programming; ``devices`` how many local JAX devices share the batch
+    (default all); ``unroll`` settle steps per iteration of the compiled loop (default
+    :data:`DEFAULT_UNROLL`; a speed setting only, results are the same).
     """
 
     name = "emulator"
 
     def __init__(self, circuit: Circuit, *, seed: int, options: dict[str, str] | None = None):
         options = dict(options or {})
-        known = {"chip_seed", "program_max_pulses", "devices"}
+        known = {"chip_seed", "program_max_pulses", "devices", "unroll"}
         unknown = set(options) - known
         if unknown:
             raise SpecError(
@@ -103,18 +203,26 @@ class EmulatorDriver:
             )
         self.circuit = circuit
         self.seed = int(seed)
-        self.chip_seed = int(options.get("chip_seed", circuit.spec.seed))
-        self.program_max_pulses = int(options.get("program_max_pulses", 200))
+        self.chip_seed = _int_option(options, "chip_seed", circuit.spec.seed, 0)
+        self.program_max_pulses = _int_option(options, "program_max_pulses", 200, 1)
         # The batch axis is sharded over all local JAX devices (GPUs, or CPU devices made with
         # XLA_FLAGS=--xla_force_host_platform_device_count=K); devices=1 keeps one device.
-        n_dev = int(options.get("devices", len(jax.devices())))
+        n_dev = _int_option(options, "devices", len(jax.devices()), 1)
+        if n_dev > len(jax.devices()):
+            raise SpecError(
+                f"--driver emulator: devices={n_dev}, but JAX sees {len(jax.devices())} device(s)"
+            )
+        unroll = _int_option(options, "unroll", DEFAULT_UNROLL, 1)
         self.mesh = None
         if n_dev > 1:
             self.mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n_dev]), ("batch",))
         self.chip, self.clipped_at_fabrication = fabricate(
             circuit.spec, dict(circuit.devices), self.chip_seed
         )
+        config = dataclasses.replace(self.chip.config, unroll=unroll)
+        self.chip = dataclasses.replace(self.chip, config=config)
         self._calls = 0
+        self._base_key = jr.PRNGKey(self.seed)
         self._updates: dict[str, int] = {n: 0 for n in self.chip.crossbars}
         self._x: jax.Array | None = None
         self._y: jax.Array | None = None
@@ -174,7 +282,9 @@ class EmulatorDriver:
     def load_inputs(self, x: Any, y: Any | None) -> None:
         self._check_open()
         cfg = self.chip.config
-        x = jnp.asarray(x)
+        # Host inputs are checked on the host (no device round trip); device arrays on device.
+        finite = np.isfinite if isinstance(x, np.ndarray) else jnp.isfinite
+        x = x if isinstance(x, jax.Array) else np.asarray(x)
         if x.ndim != 2 or x.shape[1] != cfg.layers[0]:
             raise OutOfRange(f"inputs must be (batch, {cfg.layers[0]}), found {tuple(x.shape)}")
         if y is not None:
@@ -184,9 +294,9 @@ class EmulatorDriver:
                     f"targets must be (batch, classes) = {(x.shape[0], cfg.classes)}, "
                     f"found {tuple(y.shape)}"
                 )
-        if not bool(jnp.all(jnp.isfinite(x))):
+        if not bool(finite(x).all()):
             raise OutOfRange("inputs must be finite (found NaN or inf)")
-        self._x = dac(self.chip, x.astype(jnp.float32))
+        self._x = jnp.asarray(x, jnp.float32)  # the DAC is applied inside the settle call
         self._y = y if y is not None else jnp.zeros((x.shape[0], cfg.classes), jnp.float32)
         if self.mesh is not None and x.shape[0] % self.mesh.size == 0:
             rows = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("batch"))
@@ -203,38 +313,17 @@ class EmulatorDriver:
                 f"activation {cfg.activation!r} is not holomorphic: complex nudges are not "
                 "supported; use real nudges (classic or symmetric EP)"
             )
-        free_steps = schedule.free_steps or cfg.free_steps
-        nudge_steps = schedule.nudge_steps or cfg.nudge_steps
-        key = self._next_key()
-        k_free, k_nudge = jr.split(key)
-        noisy = self.chip.noisy
-        free = free_phase(self.chip, self._x, steps=free_steps, key=k_free if noisy else None)
-        free_read = measure(self.chip, free)
-        if schedule.betas:
-            pts = nudge_phases(
-                self.chip,
-                free,
-                self._y,
-                tuple(complex(b) for b in schedule.betas),
-                steps=nudge_steps,
-                start=schedule.start,
-                key=k_nudge if noisy else None,
-            )
-            pts = measure(self.chip, pts)  # type: ignore[arg-type]
-            betas, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
-        else:
-            betas = jnp.zeros(0, jnp.complex64)
-            states = tuple(jnp.zeros((0, *s.shape), s.dtype) for s in free.states)
-            logits = None if free.logits is None else jnp.zeros((0, *free.logits.shape))
-            residual = jnp.zeros((0, self._x.shape[0]))
-        return Settled(
-            free_states=free_read.states,
-            free_logits=free_read.logits,
-            free_residual=free.residual,
-            betas=betas,
-            states=states,
-            logits=logits,
-            residual=residual,
+        self._calls += 1
+        return _settle_schedule(
+            self.chip,
+            self._x,
+            self._y,
+            self._base_key,
+            np.asarray(self._calls, np.int32),
+            betas=tuple(complex(b) for b in schedule.betas),
+            free_steps=schedule.free_steps or cfg.free_steps,
+            nudge_steps=schedule.nudge_steps or cfg.nudge_steps,
+            start=schedule.start,
         )
 
     # -- updates -----------------------------------------------------------------------------
@@ -244,9 +333,11 @@ class EmulatorDriver:
             raise OutOfRange(f"no crossbar {name!r}; this chip has {list(self.chip.crossbars)}")
         return self.chip.crossbars[name]
 
-    def _set_pair(self, name: str, hidden: jax.Array, visible: jax.Array) -> None:
+    def _set_pair(
+        self, name: str, hidden: jax.Array, g_plus_S: jax.Array, g_minus_S: jax.Array
+    ) -> None:
         xb = self.chip.crossbars[name]
-        new = dataclasses.replace(xb, g_plus_S=visible[0], g_minus_S=visible[1], hidden_S=hidden)
+        new = dataclasses.replace(xb, g_plus_S=g_plus_S, g_minus_S=g_minus_S, hidden_S=hidden)
         self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
 
     def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
@@ -264,28 +355,25 @@ class EmulatorDriver:
             raise OutOfRange(
                 f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}"
             )
-        if not bool(jnp.all(jnp.isfinite(rows)) & jnp.all(jnp.isfinite(cols))):
-            raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
-        if not xb.has_bias:
-            cols = cols.at[:, -1].set(0.0)
-        self._updates[name] += 1
         per = self.circuit.spec.periphery
-        visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
-        g_new, vis_new, rep = _update_pair(
+        hidden, g_plus, g_minus, rep, ok = _outer_product_step(
             self.circuit.devices[name],
-            xb.devices,
-            xb.hidden_S,
-            visible,
+            xb,
             cols,
             rows,
             jnp.float32(lr),
-            xb.g_unit_S,
-            jnp.int32(self._updates[name]),
+            np.asarray(self._updates[name] + 1, np.int32),
+            self._base_key,
+            np.asarray(self._calls + 1, np.int32),
             per.update_mode,
             per.bit_length,
-            self._next_key(),
         )
-        self._set_pair(name, g_new, vis_new)
+        ok, rep = jax.device_get((ok, rep))  # the step's one transfer for this crossbar
+        if not ok:
+            raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
+        self._calls += 1
+        self._updates[name] += 1
+        self._set_pair(name, hidden, g_plus, g_minus)
         return UpdateReport(
             crossbar=name,
             pulses=int(rep.pulses_applied),
@@ -325,7 +413,7 @@ class EmulatorDriver:
             self.program_max_pulses,
             self._next_key(),
         )
-        self._set_pair(name, g_new, vis_new)
+        self._set_pair(name, g_new, vis_new[0], vis_new[1])
         after = self.chip.crossbars[name].weights()
         realised = jnp.concatenate([(after[0] - before[0]).ravel(), (after[1] - before[1]).ravel()])
         return UpdateReport(
@@ -359,7 +447,7 @@ class EmulatorDriver:
             )
             if pair.shape[1:] != self.chip.crossbars[n].g_plus_S.shape:
                 raise OutOfRange(f"checkpoint of crossbar {n!r} has shape {pair.shape[1:]}")
-            self._set_pair(n, jnp.asarray(state[f"{n}/hidden_S"]), pair)
+            self._set_pair(n, jnp.asarray(state[f"{n}/hidden_S"]), pair[0], pair[1])
             self._updates[n] = int(state[f"{n}/updates"])
 
     def close(self) -> None:

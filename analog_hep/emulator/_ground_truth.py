@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._numerics import matmul
 from ._chip import Chip
 from ._phases import free_phase
 from ._settle import Read, input_drive, neuron_targets, prepare_reads, softmax
@@ -46,7 +47,7 @@ def _loss(chip: Chip, reads: dict[str, Read], s_last: Array, y: Array) -> Array:
     cfg = chip.config
     if cfg.loss == "cross_entropy":
         ro = reads["readout"]
-        o = (s_last @ ro.w.T) * ro.fwd_gain + ro.b
+        o = matmul(s_last, ro.w.T) * ro.fwd_gain + ro.b
         logp = jnp.log(softmax(o))
         return -jnp.mean(jnp.sum(y * logp, axis=-1))
     return 0.5 * jnp.mean(jnp.sum((s_last - y) ** 2, axis=-1))

@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 from ._chip import Chip
 from ._settle import SettleOut, quantise, settle
 
-__all__ = ["Points", "dac", "free_phase", "measure", "nudge_phases"]
+__all__ = ["Points", "dac", "free_phase", "measure", "nudge_phases", "settle_points"]
 
 
 class Points(NamedTuple):
@@ -143,17 +143,73 @@ def nudge_phases(
         reps, where = tuple(range(k_pts)), tuple((k, False) for k in range(k_pts))
     else:
         reps, where = _unique_conjugates(tuple(complex(bt) for bt in betas))
-    r = len(reps)
-    rows_beta = jnp.repeat(beta_arr[jnp.asarray(reps)], b)
-    init = tuple(_tile(s, r).astype(dtype) for s in s_free)
-    out = settle(chip, _tile(x, r), _tile(y, r), rows_beta, init, steps=steps, key=key)
+    real = tuple(complex(betas[k]).imag == 0.0 for k in reps)
+    out = settle_points(chip, free, y, beta_arr[jnp.asarray(reps)], real=real, steps=steps, key=key)
 
     def expand(a: Array | None) -> Array | None:
         if a is None:
             return None
-        a = a.reshape(r, b, *a.shape[1:])
-        parts = [jnp.conj(a[j]) if c else a[j] for j, c in where]
-        return jnp.stack(parts)
+        return jnp.stack([jnp.conj(a[j]) if c else a[j] for j, c in where])
 
     states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *(expand(s) for s in out.states[1:]))
     return Points(beta_arr, states, expand(out.logits), expand(out.residual))  # type: ignore[arg-type]
+
+
+def settle_points(
+    chip: Chip,
+    free: SettleOut,
+    y: Float[Array, "b c"],
+    betas: Inexact[Array, " k"],
+    *,
+    real: tuple[bool, ...],
+    steps: int,
+    key: PRNGKeyArray | None,
+) -> Points:
+    """Settle ``K`` points from the free state, all ``K x B`` rows in parallel.
+
+    ``betas`` may be traced (vmapped studies); ``real`` says, statically, which of them lie
+    on the real axis. Those keep real states (neuron and read noise are real), so when
+    complex points are settled beside them they run as real rows (half the products of a
+    complex row) in a second settle with key ``fold_in(key, 1)`` (the complex rows use
+    ``fold_in(key, 0)``; one group uses ``key`` itself). docs/performance.md has the gain.
+    """
+    k_pts = betas.shape[0]
+    b = y.shape[0]
+    x = free.states[0]
+    cplx = jnp.iscomplexobj(betas)
+    if cplx and 0 < sum(real) < k_pts:
+        groups = [[k for k in range(k_pts) if not real[k]], [k for k in range(k_pts) if real[k]]]
+    else:
+        groups = [list(range(k_pts))]
+    per_point: dict[int, tuple[tuple[Array, ...], Array | None, Array]] = {}
+    for g, group in enumerate(groups):
+        r = len(group)
+        as_real = cplx and real[group[0]] and len(groups) > 1
+        b_rows = betas[jnp.asarray(group)]
+        rows_beta = jnp.repeat(b_rows.real if as_real else b_rows, b)
+        init = tuple(
+            _tile(s, r).astype(x.dtype if as_real else betas.dtype) for s in free.states[1:]
+        )
+        g_key = key if key is None or len(groups) == 1 else jr.fold_in(key, g)
+        out = settle(chip, _tile(x, r), _tile(y, r), rows_beta, init, steps=steps, key=g_key)
+
+        def split(a: Array, r: int = r, as_real: bool = as_real) -> Array:
+            a = a.reshape(r, b, *a.shape[1:])
+            return a.astype(betas.dtype) if as_real else a
+
+        states = tuple(split(s) for s in out.states[1:])
+        logits = None if out.logits is None else split(out.logits)
+        residual = out.residual.reshape(r, b)
+        for i, k in enumerate(group):
+            per_point[k] = (
+                tuple(s[i] for s in states),
+                None if logits is None else logits[i],
+                residual[i],
+            )
+    pts = [per_point[k] for k in range(k_pts)]
+    states = (
+        jnp.broadcast_to(x, (k_pts, *x.shape)),
+        *(jnp.stack([p[0][i] for p in pts]) for i in range(len(free.states) - 1)),
+    )
+    logits = None if pts[0][1] is None else jnp.stack([p[1] for p in pts])
+    return Points(betas, states, logits, jnp.stack([p[2] for p in pts]))  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
+from .._numerics import matmul
 from ..physics import activation_fn, gaussian, shifted_sigmoid_parts, sincos
 from ._chip import Chip
 
@@ -48,6 +49,11 @@ __all__ = [
 ]
 
 Parts = Float[Array, "p m n"]
+
+# Neuron noise of a whole settle is drawn in one call when one step needs at most this many
+# normals (and the whole settle at most 16 MiB): on the 2-core CPU that made the batch-20 free
+# phase 1.2x faster and a 64-row one 1.1x slower (docs/performance.md).
+NOISE_AHEAD_PER_STEP = 16384
 
 
 class Read(NamedTuple):
@@ -120,10 +126,10 @@ def _noise(
 
 def read_forward(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None) -> Parts:
     """``W s + b`` through the array (gain mismatch and read noise included), on parts."""
-    y = (p @ r.w.T) * r.fwd_gain
+    y = matmul(p, r.w.T) * r.fwd_gain
     var = None
     if r.dev_var is not None:
-        var = (p**2) @ r.dev_var[:, :-1].T + r.dev_var[:, -1]
+        var = matmul(p**2, r.dev_var[:, :-1].T) + r.dev_var[:, -1]
     if key is not None:
         y = y + _noise(key, y.shape, std, var)
     return y + _real_only(r.b[None], p.shape[0])
@@ -131,10 +137,10 @@ def read_forward(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None)
 
 def read_transpose(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | None) -> Parts:
     """``W^T s`` through the same array, read in the other direction, on parts."""
-    y = (p @ r.w) * r.bwd_gain
+    y = matmul(p, r.w) * r.bwd_gain
     var = None
     if r.dev_var is not None:
-        var = (p**2) @ r.dev_var[:, :-1]
+        var = matmul(p**2, r.dev_var[:, :-1])
     if key is not None:
         y = y + _noise(key, y.shape, std, var)
     return y
@@ -198,10 +204,10 @@ def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]
     """The first layer's input drive ``W_0 x + b_0`` ``(m, n_1)`` and its device read-noise
     variance. The drive is constant during a settle, so it is read once; read noise on it is
     still drawn per step (from this constant variance)."""
-    drive = (x @ r0.w.T) * r0.fwd_gain + r0.b
+    drive = matmul(x, r0.w.T) * r0.fwd_gain + r0.b
     var = None
     if r0.dev_var is not None:
-        var = (x**2) @ r0.dev_var[:, :-1].T + r0.dev_var[:, -1]
+        var = matmul(x**2, r0.dev_var[:, :-1].T) + r0.dev_var[:, -1]
     return drive, var
 
 
@@ -216,12 +222,15 @@ def neuron_targets(
     *,
     key: PRNGKeyArray | None,
     nudged: bool = True,
+    neuron_noise: Float[Array, "m n"] | None = None,
 ) -> tuple[Parts, ...]:
     """``sigma(g_l u_l + c_l + noise)`` for every neuron layer (the map the chip iterates).
 
     ``s = (s_1, ..., s_L)`` as parts ``(P, m, n_l)`` (input excluded); ``beta`` ``(P, m, 1)``;
     ``key=None`` gives the noiseless map; ``nudged=False`` skips the nudge term (``beta`` is
-    known to be 0: the free phase never reads the readout crossbar backwards).
+    known to be 0: the free phase never reads the readout crossbar backwards);
+    ``neuron_noise`` ``(m, sum n_l)``: this step's neuron noise when drawn ahead by the caller
+    (otherwise drawn here from ``key``).
     """
     cfg = chip.config
     names = cfg.crossbar_names
@@ -232,8 +241,7 @@ def neuron_targets(
     out = []
     m = drive.shape[0]
     widths = [si.shape[-1] for si in s]
-    neuron_noise = None
-    if cfg.neuron_noise and key is not None:
+    if neuron_noise is None and cfg.neuron_noise and key is not None:
         # One draw for all layers: on small batches the per-op overhead of the noise
         # generator, not its arithmetic, dominates.
         neuron_noise = chip.noise_std * gaussian(ks(5), (m, sum(widths)))
@@ -313,18 +321,41 @@ def settle(
     beta_p = to_parts((beta.astype(cdtype) if cplx else beta.astype(x.dtype))[:, None])
     drive, drive_var = input_drive(reads[cfg.crossbar_names[0]], x)
 
-    def targets(s: tuple[Parts, ...], k: PRNGKeyArray | None) -> tuple[Parts, ...]:
-        return neuron_targets(chip, reads, drive, drive_var, s, beta_p, y, key=k, nudged=nudged)
+    widths = tuple(int(si.shape[-1]) for si in state)
+    m = x.shape[0]
+    ahead = None
+    per_step = m * sum(widths)
+    if (
+        cfg.neuron_noise
+        and key is not None
+        and per_step <= NOISE_AHEAD_PER_STEP
+        and steps * per_step * 4 <= 16 * 2**20
+    ):
+        # All steps' neuron noise in one draw: per-step draws of a few thousand normals
+        # cost more in per-op overhead than in arithmetic.
+        ahead = chip.noise_std * gaussian(jr.fold_in(key, steps + 1), (steps, m, sum(widths)))
 
-    def step(s: tuple[Parts, ...], t: Array) -> tuple[tuple[Parts, ...], None]:
+    def targets(
+        s: tuple[Parts, ...], k: PRNGKeyArray | None, noise: Array | None
+    ) -> tuple[Parts, ...]:
+        return neuron_targets(
+            chip, reads, drive, drive_var, s, beta_p, y, key=k, nudged=nudged, neuron_noise=noise
+        )
+
+    def step(
+        s: tuple[Parts, ...], tn: tuple[Array, Array | None]
+    ) -> tuple[tuple[Parts, ...], None]:
+        t, noise = tn
         k = None if key is None else jr.fold_in(key, t)
-        tgt = targets(s, k)
+        tgt = targets(s, k, noise)
         return tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True)), None
 
-    state, _ = jax.lax.scan(step, state, jnp.arange(steps - 1))
+    unroll = max(1, min(cfg.unroll, steps - 1))
+    xs = (jnp.arange(steps - 1), None if ahead is None else ahead[:-1])
+    state, _ = jax.lax.scan(step, state, xs, unroll=unroll)
     # Last step separately: its increment is the residual.
     k_last = None if key is None else jr.fold_in(key, steps - 1)
-    tgt = targets(state, k_last)
+    tgt = targets(state, k_last, None if ahead is None else ahead[-1])
     gaps = [
         jnp.max(jnp.sqrt(jnp.sum((t - si) ** 2, axis=0)), axis=-1)
         for t, si in zip(tgt, state, strict=True)

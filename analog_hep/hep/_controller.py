@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import jax
@@ -25,7 +26,7 @@ from ..drivers import ChipDescription, Driver, NudgeSchedule, Settled, UpdateRep
 from ..errors import UnsupportedCapability
 from ._estimators import softmax_holomorphic
 from ._schedules import circle_betas
-from ._signals import dense, outer_factors, point_weights
+from ._signals import Factors, dense, outer_factors, point_weights
 
 __all__ = ["Controller", "HepConfig", "StepReport", "plan"]
 
@@ -151,9 +152,7 @@ class StepReport:
     updates: list[UpdateReport] = field(default_factory=list)
 
 
-def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int]:
-    """Sum of the loss and number of correct predictions of the free phase."""
-    y = jnp.asarray(y)
+def _metrics(settled: Settled, y: jax.Array, loss: str) -> tuple[jax.Array, jax.Array]:
     if loss == "cross_entropy":
         logits = jnp.asarray(settled.free_logits).real
         logp = jnp.log(softmax_holomorphic(logits))
@@ -164,21 +163,78 @@ def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int
         losses = 0.5 * jnp.sum((out - y) ** 2, axis=-1)
         pred = jnp.argmax(out, axis=-1)
     correct = jnp.sum(pred == jnp.argmax(y, axis=-1))
-    return float(jnp.sum(jnp.where(jnp.isfinite(losses), losses, 0.0))), int(correct)
+    return jnp.sum(jnp.where(jnp.isfinite(losses), losses, 0.0)), correct
 
 
-def _settled_ok(residual: Any, states: tuple[Any, ...], tol: float) -> np.ndarray:
-    """``(B,)`` bool: every point of the sample settled below ``tol`` with finite states."""
-    r = np.asarray(residual)
-    ok = np.isfinite(r) & (r <= tol) if np.isfinite(tol) else np.isfinite(r)
-    while ok.ndim > 1:
-        ok = ok.all(axis=0)
+def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int]:
+    """Sum of the loss and number of correct predictions of the free phase."""
+    loss_sum, correct = _metrics(settled, jnp.asarray(y), loss)
+    return float(loss_sum), int(correct)
+
+
+def _settled_ok(residual: Any, states: tuple[Any, ...], tol: jax.Array) -> jax.Array:
+    """``(B,)`` bool: every point of the sample settled below ``tol`` with finite states
+    (``tol = inf`` checks finiteness only)."""
+    r = jnp.asarray(residual)
+    ok = jnp.isfinite(r) & (r <= tol)
+    ok = ok.reshape(-1, ok.shape[-1]).all(axis=0)
     for s in states[1:]:
-        fin = np.isfinite(np.asarray(s)).all(axis=-1)
-        while fin.ndim > 1:
-            fin = fin.all(axis=0)
-        ok &= fin
+        fin = jnp.isfinite(jnp.asarray(s)).all(axis=-1)
+        ok &= fin.reshape(-1, fin.shape[-1]).all(axis=0)
     return ok
+
+
+@partial(jax.jit, static_argnames=("loss",))
+def _guard(
+    settled: Settled, y: jax.Array, tol: jax.Array, pts_tol: jax.Array, *, loss: str
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Free-phase loss sum and correct count, and which samples settled (free, points): one
+    compiled call and one transfer per step, whatever the driver returned."""
+    loss_sum, correct = _metrics(settled, y, loss)
+    free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
+    pts_ok = _settled_ok(settled.residual, settled.states, pts_tol)
+    return loss_sum, correct, free_ok, pts_ok
+
+
+def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any]:
+    """States, logits, betas and weights of all points entering the estimate (traced)."""
+    betas = jnp.asarray(settled.betas)
+    if method == "classic":
+        beta = betas[0].real
+        states = tuple(
+            jnp.concatenate([jnp.asarray(f)[None], jnp.asarray(s)])
+            for f, s in zip(settled.free_states, settled.states, strict=True)
+        )
+        logits = None
+        if settled.logits is not None:
+            logits = jnp.concatenate(
+                [jnp.asarray(settled.free_logits)[None], jnp.asarray(settled.logits)]
+            )
+        k = betas.shape[0]
+        weights = jnp.concatenate([jnp.full(1, 1.0) / beta, jnp.full(k, -1.0 / k) / beta])
+        all_betas = jnp.concatenate([jnp.zeros(1), betas.real])
+        return states, logits, all_betas.astype(jnp.float32), weights.astype(jnp.float32)
+    w = point_weights(betas, method, radius=jnp.abs(betas[0]))
+    return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
+
+
+@partial(jax.jit, static_argnames=("method", "names", "has_bias"))
+def _signal(
+    settled: Settled,
+    y: jax.Array,
+    mask: jax.Array,
+    *,
+    method: str,
+    names: tuple[str, ...],
+    has_bias: tuple[bool, ...],
+) -> tuple[Factors, jax.Array]:
+    """Factors ``{name: (U, V)}`` of the estimate and whether all of them are finite."""
+    states, logits, betas, w = _points(settled, method)
+    factors = outer_factors(states, logits, betas, w, y, mask, names=names, has_bias=has_bias)
+    finite = jnp.all(
+        jnp.stack([jnp.isfinite(u).all() & jnp.isfinite(v).all() for u, v in factors.values()])
+    )
+    return factors, finite
 
 
 class Controller:
@@ -205,41 +261,21 @@ class Controller:
         shapes = {c.name: (c.n_out, c.n_in + 1) for c in self.desc.crossbars}
         self.opt_state = self.optimizer.init({n: jnp.zeros(s) for n, s in shapes.items()})
         self.step_count = 0
-        self._factors = jax.jit(outer_factors, static_argnames=("names", "has_bias"))
 
     # -- the learning signal -----------------------------------------------------------------
 
-    def _points(self, settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any]:
-        """States, logits, betas and weights of all points entering the estimate."""
-        betas = jnp.asarray(settled.betas)
-        if method == "classic":
-            beta = float(betas[0].real)
-            states = tuple(
-                jnp.concatenate([jnp.asarray(f)[None], jnp.asarray(s)])
-                for f, s in zip(settled.free_states, settled.states, strict=True)
-            )
-            logits = None
-            if settled.logits is not None:
-                logits = jnp.concatenate(
-                    [jnp.asarray(settled.free_logits)[None], jnp.asarray(settled.logits)]
-                )
-            k = betas.shape[0]
-            weights = jnp.concatenate([jnp.full(1, 1.0 / beta), jnp.full(k, -1.0 / (k * beta))])
-            all_betas = jnp.concatenate([jnp.zeros(1), betas.real])
-            return states, logits, all_betas.astype(jnp.float32), weights.astype(jnp.float32)
-        w = point_weights(betas, method, radius=float(jnp.abs(betas[0])))
-        return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
-
-    def gradient(self, settled: Settled, y: Any, mask: np.ndarray, method: str):
+    def gradient(self, settled: Settled, y: Any, mask: np.ndarray, method: str) -> Factors:
         """Factors ``{name: (U, V)}`` of the estimate of ``dL/dW`` (bias as last column)."""
-        states, logits, betas, w = self._points(settled, method)
-        return self._factors(
-            states,
-            logits,
-            betas,
-            w,
+        return self._signal(settled, y, mask, method)[0]
+
+    def _signal(
+        self, settled: Settled, y: Any, mask: np.ndarray, method: str
+    ) -> tuple[Factors, jax.Array]:
+        return _signal(
+            settled,
             jnp.asarray(y, jnp.float32),
             jnp.asarray(mask, jnp.float32),
+            method=method,
             names=self.names,
             has_bias=self.has_bias,
         )
@@ -250,15 +286,16 @@ class Controller:
         """One step on a batch ``x`` ``(B, n_0)``, one-hot ``y`` ``(B, classes)``."""
         self.driver.load_inputs(x, y)
         settled = self.driver.run_schedule(self.plan.schedule)
-        loss_sum, correct = free_metrics(settled, y, self.desc.loss)
+        y_dev = jnp.asarray(y, jnp.float32)
         b = int(np.shape(x)[0])
         tol = self.cfg.residual_tol
-        free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
         method = self.plan.method
         # Online points follow a rotating nudge and are never at a fixed point by design
         # (T_dyn << T_osc keeps them close): only their finiteness is checked.
         pts_tol = np.inf if method == "online" else tol
-        pts_ok = _settled_ok(settled.residual, settled.states, pts_tol)
+        loss_sum, correct, free_ok, pts_ok = jax.device_get(
+            _guard(settled, y_dev, np.float32(tol), np.float32(pts_tol), loss=self.desc.loss)
+        )
         fallback = False
         failing = free_ok & ~pts_ok
         if self.plan.fallback is not None and failing.mean() > self.cfg.fallback_fraction:
@@ -266,20 +303,19 @@ class Controller:
             # crosses an unstable region of the beta plane: the real pair +-|beta| is safer
             # (paper Fig. 2b). A few failing samples are dropped instead (below).
             settled = self.driver.run_schedule(self.plan.fallback)
-            pts_ok = _settled_ok(settled.residual, settled.states, tol)
-            free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
+            _, _, free_ok, pts_ok = jax.device_get(
+                _guard(settled, y_dev, np.float32(tol), np.float32(tol), loss=self.desc.loss)
+            )
             method, fallback = "symmetric", True
         keep = free_ok & pts_ok
         report = StepReport(
-            loss_sum, correct, b, int(keep.sum()), int(b - keep.sum()), fallback, False
+            float(loss_sum), int(correct), b, int(keep.sum()), int(b - keep.sum()), fallback, False
         )
         if not keep.any():
             report.refused = True
             return report
-        factors = self.gradient(settled, y, keep, method)
-        if not all(
-            bool(jnp.all(jnp.isfinite(u)) & jnp.all(jnp.isfinite(v))) for u, v in factors.values()
-        ):
+        factors, finite = self._signal(settled, y_dev, keep, method)
+        if not bool(finite):
             report.refused = True
             return report
         if self.plan.use_outer_product:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
+from .._numerics import matmul
+
 __all__ = ["classic_estimate", "dphi_dtheta", "hep_estimate", "softmax_holomorphic"]
 
 Grads = dict[str, tuple[Array, Array]]
@@ -61,7 +63,7 @@ def dphi_dtheta(
             pre = states[i]
         post2 = post.reshape(-1, post.shape[-1])
         pre2 = pre.reshape(-1, pre.shape[-1])
-        out[name] = (post2.T @ pre2 / b, jnp.sum(post2, axis=0) / b)
+        out[name] = (matmul(post2.T, pre2) / b, jnp.sum(post2, axis=0) / b)
     return out
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
+from .._numerics import matmul
 from ._estimators import softmax_holomorphic
 
 __all__ = ["Factors", "dense", "outer_factors", "point_weights"]
@@ -58,7 +59,9 @@ def outer_factors(
 
     ``states`` ``(s_0, ..., s_L)`` each ``(K, B, n_l)``; ``mask`` ``(B,)`` 0/1. Masked samples
     are zeroed with ``where`` (their states may be NaN) and the sum is divided by the number
-    of kept samples. Complex points give ``2 K B`` rows, real ones ``K B``.
+    of kept samples. Complex points give ``2 K B`` rows, real ones ``K B``; the first
+    crossbar, whose pre is the clamped input ``s_0`` (the same real ``(B, n_0)`` at every
+    point, as the driver contract says), gets ``B`` rows.
     """
     keep = mask > 0
     n_keep = jnp.maximum(jnp.sum(mask), 1.0)
@@ -81,6 +84,13 @@ def outer_factors(
             else jnp.zeros((*pre.shape[:2], 1), pre.dtype)
         )
         pre = jnp.concatenate([pre, bias], axis=-1)
+        if i == 0 and name != "readout":
+            # The input is clamped: the same real pre at every point, so the points' terms
+            # sum into one row per sample (B rows instead of 2 K B; the largest crossbar's
+            # update costs K times less, and a pulsed chip fires one train per sample).
+            a = jnp.sum(scale[..., None] * post, axis=0).real
+            out[name] = (a.astype(jnp.float32), pre[0].real.astype(jnp.float32))
+            continue
         a = (scale[..., None] * post).reshape(-1, post.shape[-1])
         b = pre.reshape(-1, pre.shape[-1])
         if cplx:
@@ -94,4 +104,4 @@ def outer_factors(
 
 def dense(factors: Factors) -> dict[str, Float[Array, "n_out n_in1"]]:
     """``U^T V`` per crossbar: the gradient with the bias as the last column."""
-    return {n: u.T @ v for n, (u, v) in factors.items()}
+    return {n: matmul(u.T, v) for n, (u, v) in factors.items()}

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._numerics import einsum
 from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray
 from ._pulse import apply_delta_exact, apply_pulse_counts, has_c2c_noise
@@ -219,7 +220,7 @@ def outer_product_update(
         raise ValueError(f"x and d must share the batch axis, found {x.shape} and {d.shape}")
     lr_a = jnp.asarray(lr, _F32)
     g_unit = jnp.asarray(g_unit_S, _F32)
-    dw_req = lr_a * jnp.einsum("bi,bj->ij", d, x)
+    dw_req = lr_a * einsum("bi,bj->ij", d, x)
 
     if isinstance(card.response, IdealResponse):
         if scheme == "one_sided":
@@ -235,8 +236,7 @@ def outer_product_update(
     sign_lr = jnp.sign(lr_a)
     if key is None and (mode == "stochastic" or has_c2c_noise(card)):
         raise ValueError(
-            f"outer_product_update(mode={mode!r}) with card {card.name!r} draws noise: "
-            "pass a key"
+            f"outer_product_update(mode={mode!r}) with card {card.name!r} draws noise: pass a key"
         )
     n_samples = 1 if mode == "pulse_count" else x.shape[0]
     if key is None:  # nothing random is drawn: placeholder keys, never used
@@ -259,7 +259,7 @@ def outer_product_update(
             u = jr.uniform(keys[-1], (x.shape[0], bit_length, n_out + n_in1), _F32)
             rows = (u[:, :, :n_out] < pd[:, None, :]).astype(_F32)
             cols = (u[:, :, n_out:] < px[:, None, :]).astype(_F32)
-            counts = jnp.einsum("bto,bti->boi", rows, cols)
+            counts = einsum("bto,bti->boi", rows, cols)
 
     def one_sample(carry: tuple, inp: tuple) -> tuple[tuple, None]:
         g, hit, pulses = carry

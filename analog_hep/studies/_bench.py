@@ -15,11 +15,13 @@ import dataclasses
 import resource
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._numerics import matmul
 from ..emulator import EmulatorDriver
 from ..hep import Controller, HepConfig, circle_betas
 from ..spec import Circuit, load_circuit
@@ -39,6 +41,7 @@ class BenchCase:
     free_steps: int
     nudge_steps: int
     width: int
+    unroll: int
     samples_per_s: float
     step_ms: float
     compile_s: float
@@ -49,10 +52,16 @@ class BenchCase:
     peak_rss_MB: float
 
 
-def _unique_points(points: int, noisy: bool) -> int:
-    if noisy:
-        return points
-    return len({(round(b.real, 12), abs(round(b.imag, 12))) for b in circle_betas(1.0, points)})
+def _part_rows(points: int, noisy: bool) -> int:
+    """Real row blocks per sample in the nudge settles: a complex point is two (real and
+    imaginary part), a point on the real axis one; noise-free schedules settle only one of
+    each pair of complex-conjugate points."""
+    betas = [complex(b) for b in circle_betas(1.0, points)]
+    if not noisy:
+        betas = list({(round(b.real, 12), abs(round(b.imag, 12))): b for b in betas}.values())
+    if all(abs(b.imag) < 1e-12 for b in betas):
+        return len(betas)
+    return sum(1 if abs(b.imag) < 1e-12 else 2 for b in betas)
 
 
 def settle_flop(circuit: Circuit, *, batch: int, points: int, noisy: bool) -> float:
@@ -66,10 +75,9 @@ def settle_flop(circuit: Circuit, *, batch: int, points: int, noisy: bool) -> fl
         2 * 2 * spec.readout.classes * layers[-1] if spec.readout.loss == "cross_entropy" else 0
     )
     drive = 2 * layers[1] * layers[0]
-    rows_nudge = _unique_points(points, noisy) * batch
-    parts = 2 if points > 2 else 1
+    rows_nudge = _part_rows(points, noisy) * batch
     flop = free * batch * per_row_hidden + batch * drive
-    flop += nudge * rows_nudge * parts * (per_row_hidden + readout) + rows_nudge * drive
+    flop += nudge * rows_nudge * (per_row_hidden + readout) + rows_nudge * drive
     return float(flop)
 
 
@@ -82,7 +90,7 @@ def matmul_rate(rows: int, n: int, steps: int, *, repeats: int = 3) -> float:
     @jax.jit
     def loop(x):
         def body(s, _):
-            y = jnp.tanh(s @ w.T + s @ w)
+            y = jnp.tanh(matmul(s, w.T) + matmul(s, w))
             return y, None
 
         return jax.lax.scan(body, x, None, length=steps)[0]
@@ -96,8 +104,12 @@ def matmul_rate(rows: int, n: int, steps: int, *, repeats: int = 3) -> float:
     return 2 * 2 * rows * n * n * steps / best / 1e9
 
 
-def _controller(circuit: Circuit, *, points: int, beta: float, seed: int) -> Controller:
-    drv = EmulatorDriver(circuit, seed=seed)
+def _controller(
+    circuit: Circuit, *, points: int, beta: float, seed: int, unroll: int | None = None
+) -> Controller:
+    drv = EmulatorDriver(
+        circuit, seed=seed, options={} if unroll is None else {"unroll": str(unroll)}
+    )
     cfg = HepConfig(
         method="hep",
         points=points,
@@ -113,12 +125,19 @@ def _controller(circuit: Circuit, *, points: int, beta: float, seed: int) -> Con
 
 
 def bench_case(
-    circuit: Circuit, *, batch: int, noise: float, points: int, beta: float, repeats: int
+    circuit: Circuit,
+    *,
+    batch: int,
+    noise: float,
+    points: int,
+    beta: float,
+    repeats: int,
+    unroll: int | None = None,
 ) -> BenchCase:
     """Time a full training step of ``circuit`` (see the module docstring)."""
     spec = with_overrides(circuit.spec, noise=noise)
     circuit = dataclasses.replace(circuit, spec=spec)
-    ctrl = _controller(circuit, points=points, beta=beta, seed=0)
+    ctrl = _controller(circuit, points=points, beta=beta, seed=0, unroll=unroll)
     rng = np.random.default_rng(0)
     x = rng.random((batch, spec.layers[0]), np.float32)
     y = np.eye(spec.readout.classes, dtype=np.float32)[rng.integers(0, spec.readout.classes, batch)]
@@ -135,7 +154,7 @@ def bench_case(
     flop = settle_flop(circuit, batch=batch, points=points, noisy=noisy)
     free, nudge = spec.dynamics.steps
     width = spec.layers[-1]
-    rows = _unique_points(points, noisy) * batch * (2 if points > 2 else 1)
+    rows = _part_rows(points, noisy) * batch
     peak = matmul_rate(rows, width, nudge)
     rate = flop / step / 1e9
     return BenchCase(
@@ -146,6 +165,7 @@ def bench_case(
         free_steps=free,
         nudge_steps=nudge,
         width=width,
+        unroll=ctrl.driver.chip.config.unroll,  # type: ignore[attr-defined]
         samples_per_s=batch / step,
         step_ms=step * 1e3,
         compile_s=max(first - step, 0.0),
@@ -163,27 +183,47 @@ def _with_width(circuit: Circuit, width: int) -> Circuit:
     return dataclasses.replace(circuit, spec=spec)
 
 
-def run_bench(*, quick: bool, log=print) -> dict[str, list[dict]]:
+def run_bench(
+    *, quick: bool, log=print, table1_only: bool = False, unroll: int | None = None
+) -> dict[str, Any]:
     """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04; toy and digits;
-    and scaling over batch, width and N (noise 0.04, so every point is settled)."""
+    and scaling over batch, width and N (noise 0.04, so every point is settled).
+    ``table1_only`` stops after the Table 1 cases; ``unroll`` is the emulator's option."""
     table1 = load_circuit("mnist_mlp")
     cases: list[BenchCase] = []
     repeats = 3 if quick else 5
     grid = [(20, 0.0), (20, 0.04)] if quick else [(20, 0.0), (20, 0.04), (128, 0.0), (128, 0.04)]
     for batch, noise in grid:
         cases.append(
-            bench_case(table1, batch=batch, noise=noise, points=10, beta=0.4, repeats=repeats)
+            bench_case(
+                table1,
+                batch=batch,
+                noise=noise,
+                points=10,
+                beta=0.4,
+                repeats=repeats,
+                unroll=unroll,
+            )
         )
         log(_row(cases[-1]))
+    device = str(jax.devices()[0])
+    if table1_only:
+        return {"cases": [dataclasses.asdict(c) for c in cases], "scaling": [], "device": device}
     for name, points in (("toy", 8), ("digits", 6)):
         cases.append(
             bench_case(
-                load_circuit(name), batch=20, noise=0.0, points=points, beta=0.4, repeats=repeats
+                load_circuit(name),
+                batch=20,
+                noise=0.0,
+                points=points,
+                beta=0.4,
+                repeats=repeats,
+                unroll=unroll,
             )
         )
         log(_row(cases[-1]))
     scaling: list[BenchCase] = []
-    base = dict(batch=20, noise=0.04, points=10, beta=0.4, repeats=repeats)
+    base = dict(batch=20, noise=0.04, points=10, beta=0.4, repeats=repeats, unroll=unroll)
     batches = (10, 20, 40) if quick else (10, 20, 40, 80)
     for b in batches:
         scaling.append(bench_case(table1, **{**base, "batch": b}))
@@ -202,7 +242,7 @@ def run_bench(*, quick: bool, log=print) -> dict[str, list[dict]]:
     return {
         "cases": [dataclasses.asdict(c) for c in cases],
         "scaling": [dataclasses.asdict(c) for c in scaling],
-        "device": str(jax.devices()[0]),
+        "device": device,
     }
 
 

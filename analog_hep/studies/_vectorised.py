@@ -28,7 +28,16 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..emulator import Chip, Points, dac, free_phase, ground_truth, measure, settle
+from ..emulator import (
+    Chip,
+    Points,
+    dac,
+    free_phase,
+    ground_truth,
+    measure,
+    settle,
+    settle_points,
+)
 from ..hep import circle_betas, classic_estimate, hep_estimate
 from ._gradcheck import _rel, cosine, random_batch
 
@@ -109,21 +118,19 @@ def _unit_betas(method: str, points: int) -> tuple[tuple[complex, ...], bool]:
     return unit, any(b.imag != 0 for b in unit)
 
 
-def _tile(a: Array, k: int) -> Array:
-    return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
-
-
 def _nudge(
     chip: Chip,
     free: Any,
     y: Array,
     betas: Array,
     *,
+    real: tuple[bool, ...],
     steps: int,
     start: str,
     key: PRNGKeyArray | None,
 ) -> Points:
-    """:func:`analog_hep.emulator.nudge_phases` with traced betas (every point settled)."""
+    """:func:`analog_hep.emulator.nudge_phases` with traced betas (every point settled);
+    ``real`` says which points lie on the real axis (static: the angles are fixed)."""
     k_pts = betas.shape[0]
     b = y.shape[0]
     x = free.states[0]
@@ -142,15 +149,7 @@ def _nudge(
         _, outs = jax.lax.scan(one, init, (keys, betas))
         states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
         return Points(betas, states, outs.logits, outs.residual)
-    rows_beta = jnp.repeat(betas, b)
-    init = tuple(_tile(s, k_pts).astype(dtype) for s in free.states[1:])
-    out = settle(chip, _tile(x, k_pts), _tile(y, k_pts), rows_beta, init, steps=steps, key=key)
-
-    def split(a: Array | None) -> Array | None:
-        return None if a is None else a.reshape(k_pts, b, *a.shape[1:])
-
-    states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *(split(s) for s in out.states[1:]))
-    return Points(betas, states, split(out.logits), split(out.residual))  # type: ignore[arg-type]
+    return settle_points(chip, free, y, betas, real=real, steps=steps, key=key)
 
 
 def _flat(chip: Chip, g: dict[str, tuple[Array, Array]]) -> dict[str, Array]:
@@ -190,6 +189,7 @@ def _core(
         free,
         y,
         betas,
+        real=tuple(b.imag == 0 for b in unit),
         steps=cfg.nudge_steps,
         start=static.start,
         key=k_nudge if noisy else None,
