@@ -37,16 +37,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
     import sys
 
     from ..studies import BENCH_HEADER, run_bench
 
-    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    log(BENCH_HEADER)
     if args.unroll is not None and args.unroll < 1:
         print(f"analog-hep bench: --unroll: expected an integer >= 1, found {args.unroll}")
         return 2
-    out = run_bench(quick=args.quick, log=log, table1_only=args.table1_only, unroll=args.unroll)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    log(BENCH_HEADER)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A time limit (SIGTERM) still gets the cases measured so far, marked "interrupted".
+    signal.signal(signal.SIGTERM, stop)
+    result: dict = {}
+    code = 0
+    try:
+        run_bench(
+            quick=args.quick,
+            log=log,
+            table1_only=args.table1_only,
+            unroll=args.unroll,
+            result=result,
+        )
+    except KeyboardInterrupt:
+        result["interrupted"] = True
+        log("analog-hep bench: interrupted; the cases above were measured")
+        code = 130
     if args.json:
-        print(json.dumps(out))
-    return 0
+        print(json.dumps(result))
+    return code

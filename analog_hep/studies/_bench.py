@@ -184,17 +184,30 @@ def _with_width(circuit: Circuit, width: int) -> Circuit:
 
 
 def run_bench(
-    *, quick: bool, log=print, table1_only: bool = False, unroll: int | None = None
+    *,
+    quick: bool,
+    log=print,
+    table1_only: bool = False,
+    unroll: int | None = None,
+    result: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04; toy and digits;
     and scaling over batch, width and N (noise 0.04, so every point is settled).
-    ``table1_only`` stops after the Table 1 cases; ``unroll`` is the emulator's option."""
+    ``table1_only`` stops after the Table 1 cases; ``unroll`` is the emulator's option.
+    ``result`` (optional) is filled as cases finish, so a caller stopped half-way still has
+    what was measured; the same dict is returned."""
+    result = {} if result is None else result
+    result.update(cases=[], scaling=[], device=str(jax.devices()[0]))
+
+    def done(case: BenchCase, table: str) -> None:
+        result[table].append(dataclasses.asdict(case))
+        log(("scaling " if table == "scaling" else "") + _row(case))
+
     table1 = load_circuit("mnist_mlp")
-    cases: list[BenchCase] = []
     repeats = 3 if quick else 5
     grid = [(20, 0.0), (20, 0.04)] if quick else [(20, 0.0), (20, 0.04), (128, 0.0), (128, 0.04)]
     for batch, noise in grid:
-        cases.append(
+        done(
             bench_case(
                 table1,
                 batch=batch,
@@ -203,14 +216,13 @@ def run_bench(
                 beta=0.4,
                 repeats=repeats,
                 unroll=unroll,
-            )
+            ),
+            "cases",
         )
-        log(_row(cases[-1]))
-    device = str(jax.devices()[0])
     if table1_only:
-        return {"cases": [dataclasses.asdict(c) for c in cases], "scaling": [], "device": device}
+        return result
     for name, points in (("toy", 8), ("digits", 6)):
-        cases.append(
+        done(
             bench_case(
                 load_circuit(name),
                 batch=20,
@@ -219,31 +231,21 @@ def run_bench(
                 beta=0.4,
                 repeats=repeats,
                 unroll=unroll,
-            )
+            ),
+            "cases",
         )
-        log(_row(cases[-1]))
-    scaling: list[BenchCase] = []
     base = dict(batch=20, noise=0.04, points=10, beta=0.4, repeats=repeats, unroll=unroll)
-    batches = (10, 20, 40) if quick else (10, 20, 40, 80)
-    for b in batches:
-        scaling.append(bench_case(table1, **{**base, "batch": b}))
-        log("scaling " + _row(scaling[-1]))
+    for b in (10, 20, 40) if quick else (10, 20, 40, 80):
+        done(bench_case(table1, **{**base, "batch": b}), "scaling")
     for w in (128, 256) if quick else (128, 256, 512):
-        scaling.append(bench_case(_with_width(table1, w), **base))
-        log("scaling " + _row(scaling[-1]))
+        done(bench_case(_with_width(table1, w), **base), "scaling")
     for n in (4, 8) if quick else (4, 8, 16):
-        scaling.append(bench_case(table1, **{**base, "points": n}))
-        log("scaling " + _row(scaling[-1]))
+        done(bench_case(table1, **{**base, "points": n}), "scaling")
     for t2 in (25, 50) if quick else (25, 50, 100):
         dyn = table1.spec.dynamics.model_copy(update={"nudge_steps": t2})
         c = dataclasses.replace(table1, spec=table1.spec.model_copy(update={"dynamics": dyn}))
-        scaling.append(bench_case(c, **base))
-        log("scaling " + _row(scaling[-1]))
-    return {
-        "cases": [dataclasses.asdict(c) for c in cases],
-        "scaling": [dataclasses.asdict(c) for c in scaling],
-        "device": device,
-    }
+        done(bench_case(c, **base), "scaling")
+    return result
 
 
 BENCH_HEADER = (
