@@ -162,6 +162,33 @@ def _outer_product_step(
     return hidden, vis[0], vis[1], rep, ok
 
 
+@eqx.filter_jit
+def _program_step(card, xb: Crossbar, delta_w, tolerance_S, max_pulses, base_key, call):
+    """Validate (finite request), write-verify and write-noise one crossbar in one compiled
+    call; returns the new conductances, the report, the requested and realised norms (weight
+    units) and ``ok`` (False for a non-finite request: the caller keeps the old chip)."""
+    ok = jnp.all(jnp.isfinite(delta_w))
+    delta_w = jnp.where(ok, delta_w, 0.0)
+    if not xb.has_bias:
+        delta_w = delta_w.at[:, -1].set(0.0)
+    visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
+    hidden, vis, rep = _program_pair(
+        card,
+        xb.devices,
+        xb.hidden_S,
+        visible,
+        delta_w,
+        xb.g_unit_S,
+        tolerance_S,
+        max_pulses,
+        jr.fold_in(base_key, call),
+    )
+    change = ((vis[0] - vis[1]) - (visible[0] - visible[1])) / xb.g_unit_S
+    if not xb.has_bias:
+        change = change.at[:, -1].set(0.0)
+    return hidden, vis[0], vis[1], rep, (jnp.linalg.norm(delta_w), jnp.linalg.norm(change)), ok
+
+
 DEFAULT_UNROLL = 1
 
 
@@ -275,10 +302,6 @@ class EmulatorDriver:
         if self._closed:
             raise UnsupportedCapability("this emulator driver is closed")
 
-    def _next_key(self) -> jax.Array:
-        self._calls += 1
-        return jr.fold_in(jr.PRNGKey(self.seed), self._calls)
-
     def load_inputs(self, x: Any, y: Any | None) -> None:
         self._check_open()
         cfg = self.chip.config
@@ -391,38 +414,32 @@ class EmulatorDriver:
             raise OutOfRange(
                 f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}"
             )
-        if not bool(jnp.all(jnp.isfinite(delta_w))):
-            raise OutOfRange(f"{name}: delta_W must be finite (found NaN or inf)")
-        if not xb.has_bias:
-            delta_w = delta_w.at[:, -1].set(0.0)
         card = self.circuit.devices[name]
         tolerance_S = 0.5 * max(
             float(getattr(card.response, "dw_min", 0.0)) * normalised_scale_S(card),
             1e-6 * (card.conductance.g_max_S - card.conductance.g_min_S),
         )
-        before = xb.weights()
-        visible = jnp.stack([xb.g_plus_S, xb.g_minus_S])
-        g_new, vis_new, rep = _program_pair(
+        hidden, g_plus, g_minus, rep, norms, ok = _program_step(
             card,
-            xb.devices,
-            xb.hidden_S,
-            visible,
+            xb,
             delta_w,
-            xb.g_unit_S,
             tolerance_S,
             self.program_max_pulses,
-            self._next_key(),
+            self._base_key,
+            np.asarray(self._calls + 1, np.int32),
         )
-        self._set_pair(name, g_new, vis_new[0], vis_new[1])
-        after = self.chip.crossbars[name].weights()
-        realised = jnp.concatenate([(after[0] - before[0]).ravel(), (after[1] - before[1]).ravel()])
+        ok, rep, (requested, realised) = jax.device_get((ok, rep, norms))
+        if not ok:
+            raise OutOfRange(f"{name}: delta_W must be finite (found NaN or inf)")
+        self._calls += 1
+        self._set_pair(name, hidden, g_plus, g_minus)
         return UpdateReport(
             crossbar=name,
             pulses=int(rep.total_pulses),
             clipped_bound=int(rep.n_failed),
             clipped_request=0,
-            requested_norm=float(jnp.linalg.norm(delta_w)),
-            realised_norm=float(jnp.linalg.norm(realised)),
+            requested_norm=float(requested),
+            realised_norm=float(realised),
         )
 
     # -- weights and state -------------------------------------------------------------------
