@@ -50,7 +50,6 @@ def _visible(card, hidden_old, hidden_new, visible_old, key):
     return resample_visible(card, hidden_new, visible_old, hidden_new != hidden_old, key=key)
 
 
-@eqx.filter_jit
 def _update_pair(
     card, devices, g_pair, visible, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key
 ):
@@ -71,7 +70,6 @@ def _update_pair(
     return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
-@eqx.filter_jit
 def _program_pair(card, devices, g_pair, visible, delta_w, g_unit_S, tolerance_S, max_pulses, key):
     k_prog, k_vis = jr.split(key)
     delta_S = 0.5 * delta_w * g_unit_S

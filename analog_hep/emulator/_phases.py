@@ -88,7 +88,9 @@ def _unique_conjugates(
     return tuple(reps), tuple(where)
 
 
-def _tile(a: Array, k: int) -> Array:
+def tile_rows(a: Array, k: int) -> Array:
+    """``(B, ...)`` -> ``(k B, ...)``: ``k`` copies of the rows, copy-major (point ``j``'s
+    rows are ``j B .. (j + 1) B``)."""
     return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
 
 
@@ -188,10 +190,12 @@ def settle_points(
         b_rows = betas[jnp.asarray(group)]
         rows_beta = jnp.repeat(b_rows.real if as_real else b_rows, b)
         init = tuple(
-            _tile(s, r).astype(x.dtype if as_real else betas.dtype) for s in free.states[1:]
+            tile_rows(s, r).astype(x.dtype if as_real else betas.dtype) for s in free.states[1:]
         )
         g_key = key if key is None or len(groups) == 1 else jr.fold_in(key, g)
-        out = settle(chip, _tile(x, r), _tile(y, r), rows_beta, init, steps=steps, key=g_key)
+        out = settle(
+            chip, tile_rows(x, r), tile_rows(y, r), rows_beta, init, steps=steps, key=g_key
+        )
 
         def split(a: Array, r: int = r, as_real: bool = as_real) -> Array:
             a = a.reshape(r, b, *a.shape[1:])

@@ -30,6 +30,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from ..emulator import Chip, SettleOut, dac, fabricate, free_phase, settle
+from ..emulator._phases import tile_rows
 from ..errors import SpecError
 from ..spec import Circuit
 from ._gradcheck import random_batch
@@ -99,10 +100,6 @@ class StabilityMap:
         }
 
 
-def _tile(a: Array, k: int) -> Array:
-    return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
-
-
 @eqx.filter_jit
 def _chunk(
     chip: Chip,
@@ -115,8 +112,10 @@ def _chunk(
     """``(residual, distance)`` per beta of ``betas``, max over the batch."""
     g, b = betas.shape[0], y.shape[0]
     x = free.states[0]
-    init = tuple(_tile(s, g).astype(jnp.complex64) for s in free.states[1:])
-    out = settle(chip, _tile(x, g), _tile(y, g), jnp.repeat(betas, b), init, steps=steps, key=None)
+    init = tuple(tile_rows(s, g).astype(jnp.complex64) for s in free.states[1:])
+    out = settle(
+        chip, tile_rows(x, g), tile_rows(y, g), jnp.repeat(betas, b), init, steps=steps, key=None
+    )
     res = out.residual.reshape(g, b)
     res = jnp.where(jnp.isfinite(res), res, jnp.inf)
     pairs = zip(out.states[1:], init, strict=True)
