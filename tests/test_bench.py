@@ -30,3 +30,19 @@ def test_bench_stopped_by_sigterm_prints_the_cases_it_measured():
     assert case["circuit"] == "mnist_mlp" and case["batch"] == 20 and case["noise"] == 0.0
     assert case["samples_per_s"] > 0 and 0 < case["matmul_peak_gflops"] < 1e7
     assert case["settle_gflop_per_step"] > 3.8  # 3.86 GFLOP for the noise-0 Table 1 step
+
+
+def test_compile_cache_env_var_keeps_compiled_programs(tmp_path):
+    """``ANALOG_HEP_COMPILE_CACHE`` makes every command write its compiled programs there,
+    and a second run finds the same entries (a load, not a new compile)."""
+    import os
+
+    cache = tmp_path / "xla"
+    cmd = [sys.executable, "-m", "analog_hep", "gradcheck", "toy", "--points", "4"]
+    cmd += ["--beta", "0.1", "--batch", "4", "--json"]
+    env = {**os.environ, "ANALOG_HEP_COMPILE_CACHE": str(cache)}
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+    first = sorted(p.name for p in cache.iterdir())
+    assert any("nudge_phases" in name for name in first), first
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+    assert sorted(p.name for p in cache.iterdir()) == first

@@ -24,6 +24,7 @@ from ._stability import stability_map as stability_map
 from ._sweep import SweepSummary as SweepSummary
 from ._sweep import plan_tasks as plan_tasks
 from ._sweep import run_sweep as run_sweep
+from ._sweep import use_compile_cache as use_compile_cache
 from ._sweep_file import SweepFile as SweepFile
 from ._sweep_file import read_sweep_rows as read_sweep_rows
 from ._sweep_file import read_sweep_runs as read_sweep_runs

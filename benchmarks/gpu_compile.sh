@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Where a training step's compile time goes on a GPU, as one prepared script (issue 7: the
+# H100 compiled the Table 1 step in 16-51 s against the < 15 s goal). For the slowest
+# (batch 128, noise 0) and a batch-20 noisy case it runs benchmarks/compile_probe.py with
+# XLA's defaults, without GEMM autotuning, and without Triton GEMM fusions, then twice with
+# JAX's persistent compilation cache (the second run loads what the first compiled).
+# One JSON line per run in $OUT/compile.jsonl (or ./gpu_out).
+#
+#   bash benchmarks/gpu_compile.sh
+set -uo pipefail
+out=${OUT:-gpu_out}
+mkdir -p "$out"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
+probe() {  # label, XLA_FLAGS, probe arguments...
+  local label=$1 flags=$2
+  shift 2
+  printf '{"label": "%s", "xla_flags": "%s"} ' "$label" "$flags" | tee -a "$out/compile.jsonl"
+  XLA_FLAGS="$flags" timeout "${PROBE_TIMEOUT_S:-100}" python3 benchmarks/compile_probe.py "$@" \
+    2>>"$out/log.txt" | tee -a "$out/compile.jsonl"
+  echo "exit $?" | tee -a "$out/compile.jsonl"
+}
+for case in "--batch 128 --noise 0" "--batch 20 --noise 0.04"; do
+  probe default "" $case
+  probe autotune0 "--xla_gpu_autotune_level=0" $case
+  probe no_triton_gemm "--xla_gpu_enable_triton_gemm=false" $case
+done
+rm -rf /tmp/jax_cache
+probe cache_cold "" --batch 128 --noise 0 --cache /tmp/jax_cache
+probe cache_warm "" --batch 128 --noise 0 --cache /tmp/jax_cache
