@@ -9,15 +9,7 @@
 # Wheels of packages the GPU image lacks (pydantic and its helpers) may be placed in .whl/;
 # they are installed into /tmp/site first. Each stage has its own time limit so that a slow
 # stage still leaves the others' results.
-set -uo pipefail
-out=${OUT:-gpu_out}
-mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+source "$(dirname "$0")/_gpu_env.sh"
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"

@@ -7,15 +7,7 @@
 # One JSON line per run in $OUT/compile.jsonl (or ./gpu_out).
 #
 #   bash benchmarks/gpu_compile.sh
-set -uo pipefail
-out=${OUT:-gpu_out}
-mkdir -p "$out"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+source "$(dirname "$0")/_gpu_env.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
 probe() {  # label, XLA_FLAGS, probe arguments...
   local label=$1 flags=$2
