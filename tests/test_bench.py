@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,8 +36,6 @@ def test_bench_stopped_by_sigterm_prints_the_cases_it_measured():
 def test_compile_cache_env_var_keeps_compiled_programs(tmp_path):
     """``ANALOG_HEP_COMPILE_CACHE`` makes every command write its compiled programs there,
     and a second run finds the same entries (a load, not a new compile)."""
-    import os
-
     cache = tmp_path / "xla"
     cmd = [sys.executable, "-m", "analog_hep", "gradcheck", "toy", "--points", "4"]
     cmd += ["--beta", "0.1", "--batch", "4", "--json"]
