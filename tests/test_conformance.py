@@ -48,17 +48,31 @@ test_remote_conformance = conformance_tests(driver_fixture="remote_toy")
 
 
 @pytest.fixture(scope="module")
-def toychip():
-    """The example driver package, pip-installed into this environment and found through
-    its entry point (not imported by path)."""
+def toychip(tmp_path_factory):
+    """The example driver package, built and installed into a temporary folder on
+    ``sys.path`` (not into this environment) and found through its entry point, not imported
+    by path. The build backend (hatchling) comes with the ``dev`` extra, so this works in a
+    fresh virtual environment with nothing else installed."""
+    target = tmp_path_factory.mktemp("toychip_site")
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
     res = subprocess.run(
-        [*cmd, str(EXAMPLE)], capture_output=True, text=True, timeout=300, check=False
+        [*cmd, "--target", str(target), str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
+    sys.path.insert(0, str(target))
     importlib.invalidate_caches()
-    assert "toychip" in available_drivers()
-    return "toychip"
+    try:
+        assert "toychip" in available_drivers()
+        yield "toychip"
+    finally:
+        sys.path.remove(str(target))
+        for mod in [m for m in sys.modules if m.split(".")[0] == "toy_chip_driver"]:
+            del sys.modules[mod]
+        importlib.invalidate_caches()
 
 
 test_toychip_conformance = conformance_tests(driver_fixture="toychip")
