@@ -15,6 +15,7 @@ __all__ = [
     "OutOfRange",
     "SpecError",
     "UnsupportedCapability",
+    "exit_code",
 ]
 
 
@@ -47,3 +48,17 @@ class ConnectionLost(AnalogHepError, ConnectionError):
 
 class DriverTimeout(AnalogHepError, TimeoutError):
     """A driver call did not answer within its ``timeout_s``."""
+
+
+# What the command line answers with (cli/__init__.py): a user error is a request that the
+# files, the options or the chip cannot meet, found before anything ran (exit 2); anything
+# else failed while running (exit 1), and may succeed when rerun or resumed.
+_USER_ERRORS: tuple[type[AnalogHepError], ...] = (SpecError, UnsupportedCapability, OutOfRange)
+
+
+def exit_code(err: AnalogHepError) -> int:
+    """2 for a user error (:class:`SpecError`, :class:`UnsupportedCapability`,
+    :class:`OutOfRange`: bad files, options or values, requests the chip cannot meet);
+    1 for a run failure (:class:`NotSettled`, :class:`ConnectionLost`, :class:`DriverTimeout`
+    and any other :class:`AnalogHepError`)."""
+    return 2 if isinstance(err, _USER_ERRORS) else 1

@@ -8,13 +8,24 @@ import importlib
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analog_hep.cli import main
-from analog_hep.drivers import DriverServer, available_drivers, open_driver
+from analog_hep.drivers import (
+    Capabilities,
+    ChipDescription,
+    CrossbarInfo,
+    DriverServer,
+    NudgeSchedule,
+    Settled,
+    UpdateReport,
+    available_drivers,
+    open_driver,
+)
 from analog_hep.drivers._conformance import CHECKS, run_check, run_conformance
 from analog_hep.drivers.conformance_plugin import conformance_tests
 from analog_hep.emulator import EmulatorDriver
@@ -148,6 +159,74 @@ def test_the_kit_fails_a_driver_that_breaks_the_contract():
     assert status["update"].status == "failed" and "realised_norm" in status["update"].message
 
 
+class NumpyOnlyDriver(EmulatorDriver):
+    """Takes only NumPy update arguments, although the controller sends jax.Arrays."""
+
+    def apply_outer_product(self, name, rows, cols, *, lr):
+        assert type(rows) is np.ndarray and type(cols) is np.ndarray, "NumPy only"
+        return super().apply_outer_product(name, rows, cols, lr=lr)
+
+    def program_delta(self, name, delta_w):
+        assert type(delta_w) is np.ndarray, "NumPy only"
+        return super().program_delta(name, delta_w)
+
+
+def test_the_kit_sends_updates_as_the_controller_does():
+    """The controller's factors and deltas are jax.Arrays (and lr is negative): a driver
+    that takes only NumPy must fail the kit, not the first training step."""
+    c = load_circuit("toy")
+    report = run_conformance(lambda: NumpyOnlyDriver(c, seed=0), c, checks=["update"])
+    (res,) = report.results
+    assert res.status == "failed" and "AssertionError" in res.message, res.message
+
+
+class MisscaledNudgeDriver(EmulatorDriver):
+    """Settles at ``scale * beta`` but reports the requested betas as applied."""
+
+    scale = 0.9
+
+    def run_schedule(self, schedule):
+        applied = tuple(self.scale * complex(b) for b in schedule.betas)
+        settled = super().run_schedule(dataclasses.replace(schedule, betas=applied))
+        return settled._replace(betas=np.asarray(schedule.betas, np.complex64))
+
+
+@pytest.mark.parametrize(
+    ("scale", "check"),
+    [(0.9, "gradient_symmetric"), (0.99, "gradient_hep")],
+)
+def test_the_gradient_checks_catch_a_wrong_nudge_scale(scale, check):
+    """Before the relative-error check, symmetric EP passed at 0.9 beta (cosine 0.9993) and
+    hEP at 0.99 beta (cosine 0.99999): the direction is right, the scale is not."""
+    c = load_circuit("toy")
+    driver = type("Misscaled", (MisscaledNudgeDriver,), {"scale": scale})
+    res = run_check(check, lambda: driver(c, seed=0), c)
+    assert res.status == "failed" and "relative error" in res.message, res.message
+    assert res.metrics["cosine"] > 0.999
+
+
+_RENAME = {"W0": "in", "W1": "hidden", "readout": "out"}
+
+
+class RenamedDriver(EmulatorDriver):
+    """Names its crossbars its own way: the controller finds the readout by name and pairs
+    the others with layers by position, so it would train the wrong weights."""
+
+    def describe(self):
+        desc = super().describe()
+        xbs = tuple(dataclasses.replace(c, name=_RENAME[c.name]) for c in desc.crossbars)
+        return dataclasses.replace(desc, crossbars=xbs)
+
+    def read_weights(self):
+        return {_RENAME[n]: wb for n, wb in super().read_weights().items()}
+
+
+def test_the_kit_requires_the_circuits_crossbar_names():
+    c = load_circuit("toy")
+    (res,) = run_conformance(lambda: RenamedDriver(c, seed=0), c, checks=["structure"]).results
+    assert res.status == "failed" and "crossbar names" in res.message, res.message
+
+
 def test_an_unexpected_exception_is_a_failure_not_a_crash():
     def broken():
         raise RuntimeError("no such instrument")
@@ -177,10 +256,35 @@ def test_conformance_command_json(capsys):
     assert [c["name"] for c in out["checks"]] == ["structure", "failures"]
 
 
-def test_conformance_command_exit_code_on_failure(capsys):
-    code = main(["conformance", "--driver", "emulator:bogus=1", "--check", "structure"])
+def test_conformance_command_exit_code_on_failure(capsys, monkeypatch):
+    eps = dict(available_drivers())
+    c = load_circuit("toy")
+    leaky = types.SimpleNamespace(load=lambda: lambda circuit, **kw: LeakyDriver(c, seed=0))
+    monkeypatch.setattr("analog_hep.drivers._registry.available_drivers", lambda: eps)
+    eps["leaky"] = leaky
+    code = main(["conformance", "--driver", "leaky", "--check", "validation"])
     out = capsys.readouterr().out
     assert code == 1 and "FAILED" in out and "does NOT conform" in out
+
+
+@pytest.mark.parametrize("arg", ["nosuch", "emulator:bogus=1", "emulator:unroll"])
+def test_conformance_command_says_once_that_a_driver_cannot_be_opened(capsys, arg):
+    code = main(["conformance", "--driver", arg])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", out
+    assert len(err.strip().splitlines()) == 1 and "cannot open driver" in err, err
+
+
+def test_conformance_command_reports_an_untyped_factory_error_once(capsys, monkeypatch):
+    def factory(circuit, **kw):
+        raise RuntimeError("no such instrument")
+
+    eps = {**available_drivers(), "broken": types.SimpleNamespace(load=lambda: factory)}
+    monkeypatch.setattr("analog_hep.drivers._registry.available_drivers", lambda: eps)
+    code = main(["conformance", "--driver", "broken"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "", out
+    assert len(err.strip().splitlines()) == 1 and "RuntimeError" in err, err
 
 
 def test_pytest_plugin_runs_the_kit_on_a_named_driver(pytester):
@@ -201,3 +305,14 @@ def test_every_check_is_documented():
     text = (REPO / "docs" / "drivers.md").read_text()
     for name in CHECKS:
         assert f"`{name}`" in text, name
+
+
+def test_every_field_of_the_contract_is_documented():
+    """docs/drivers.md is enough to write a driver: every field of every type it exchanges."""
+    text = (REPO / "docs" / "drivers.md").read_text()
+    for cls in (ChipDescription, CrossbarInfo, Capabilities, NudgeSchedule):
+        for field in dataclasses.fields(cls):
+            assert f"`{field.name}`" in text, f"{cls.__name__}.{field.name}"
+    for cls in (Settled, UpdateReport):
+        for name in cls._fields:
+            assert f"`{name}`" in text, f"{cls.__name__}.{name}"

@@ -10,12 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _hep_helpers import hep_config
 
 import analog_hep
 from analog_hep.drivers import NudgeSchedule, available_drivers, open_driver
 from analog_hep.emulator import EmulatorDriver, ground_truth
 from analog_hep.errors import UnsupportedCapability
-from analog_hep.hep import Controller, HepConfig, dense, hep_estimate
+from analog_hep.hep import Controller, dense, hep_estimate
 from analog_hep.studies import random_batch
 
 PKG = Path(analog_hep.__file__).parent
@@ -49,20 +50,7 @@ def test_controller_never_imports_emulator_or_physics():
         assert not bad, f"{path.name} imports {bad}: the controller must run a real chip"
 
 
-def _cfg(**kw):
-    base = dict(
-        method="hep",
-        points=4,
-        beta=0.1,
-        lr=0.05,
-        momentum=0.0,
-        schedule="constant",
-        total_steps=10,
-        residual_tol=1e-3,
-        update="auto",
-    )
-    base.update(kw)
-    return HepConfig(**base)
+_cfg = hep_config
 
 
 def test_emulator_is_registered_through_its_entry_point(toy):

@@ -198,6 +198,7 @@ def test_addresses_parse_and_bad_ones_are_spec_errors():
         80,
         {"timeout_s": "3", "reconnect_s": "1"},
     )
+    assert parse_address("h:1?connect_retry_s=0")[2] == {"connect_retry_s": "0"}
     for bad in ("127.0.0.1", "host:0", "host:http", "h:1?colour=red"):
         with pytest.raises(SpecError):
             parse_address(bad)
@@ -473,7 +474,7 @@ def test_no_server_is_connection_lost():
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     with pytest.raises(ConnectionLost, match="cannot reach"):
-        open_driver(f"tcp://127.0.0.1:{port}", load_circuit("toy"), seed=0)
+        open_driver(f"tcp://127.0.0.1:{port}?connect_retry_s=0.2", load_circuit("toy"), seed=0)
 
 
 def test_serve_stops_cleanly_on_sigint_and_sigterm(subprocess_env, tmp_path):

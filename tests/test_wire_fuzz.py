@@ -6,13 +6,21 @@ truncated, oversized, wrong magic/version/flags, malformed JSON and arrays, bad 
 wrong circuits, and (authenticated as the controlling client) requests with wrong dtypes,
 shapes, names, values and ops. Afterwards the chip's weights and state are bitwise unchanged,
 and the legitimate client trains on.
+
+A second test sends, on one authenticated connection, a mutated request for every op (wrong
+types for every argument, arrays where strings belong, missing and extra fields, bad ids,
+a second hello) and requires a typed error reply to each, the connection still usable and
+the chip unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -313,6 +321,17 @@ def _send_hostile(address, authenticated: bool, data: bytes) -> None:
             pass
 
 
+
+def _assert_same_chip(before: tuple[dict, dict], after: tuple[dict, dict]) -> None:
+    """Weights ``{name: (W, b)}`` and state dicts bitwise equal: the chip was not touched."""
+    (before_w, before_s), (after_w, after_s) = before, after
+    for n in before_w:
+        np.testing.assert_array_equal(after_w[n][0], before_w[n][0])
+        np.testing.assert_array_equal(after_w[n][1], before_w[n][1])
+    assert before_s.keys() == after_s.keys()
+    for k in before_s:
+        np.testing.assert_array_equal(after_s[k], before_s[k], err_msg=k)
+
 def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
     srv, client, log = served
     before_w, before_s = client.read_weights(), client.state_dict()
@@ -338,12 +357,7 @@ def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
     assert not unexpected, unexpected[:5]
     assert sum("opened" in m for m in log) == 1  # the chip was never replaced
     after_w, after_s = client.read_weights(), client.state_dict()  # reconnects if taken over
-    for n in before_w:
-        np.testing.assert_array_equal(after_w[n][0], before_w[n][0])
-        np.testing.assert_array_equal(after_w[n][1], before_w[n][1])
-    assert before_s.keys() == after_s.keys()
-    for k in before_s:
-        np.testing.assert_array_equal(after_s[k], before_s[k], err_msg=k)
+    _assert_same_chip((before_w, before_s), (after_w, after_s))
     # ... and it still serves: a real training step through the same session
     cfg = HepConfig(
         method="hep",
@@ -362,3 +376,184 @@ def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
     rep = ctrl.train_step(x, y)
     assert rep.used == 6 and not rep.refused
     assert not np.array_equal(client.read_weights()["W0"][0], before_w["W0"][0])
+
+
+# -- every op, mutated, on one authenticated connection --------------------------------------
+
+WRONG_VALUES: list[Any] = [
+    None,
+    True,
+    -1,
+    2**70,
+    10**400,
+    1.5,
+    float("nan"),
+    float("-inf"),
+    1j,
+    "readout",
+    "",
+    [],
+    {},
+    {"k": 1},
+    [1, "a"],
+    np.zeros(3, np.float32),  # an array where a string or another array belongs
+    np.zeros((2, 2), np.int64),
+]
+BAD_IDS: list[Any] = [None, -1, 0, 2**63, 2**70, 1.5, float("nan"), True, "7", [], {"k": 1}]
+TYPED = {"ProtocolError", "OutOfRange", "UnsupportedCapability"}
+
+
+def _finite_real(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _valid_value(op: str, key: str, v: Any) -> bool:
+    """Whether replacing argument ``key`` of a valid ``op`` request by ``v`` leaves it
+    valid (such a mutation would run on the chip, so it is skipped)."""
+    if key == "y":
+        return v is None
+    if key == "lr":
+        return _finite_real(v)
+    if key in ("free_steps", "nudge_steps"):
+        return v is None or (type(v) is int and 1 <= v <= wire.MAX_STEPS)
+    if key == "betas":
+        return isinstance(v, list) and all(_finite_real(b) for b in v)
+    if key == "name":
+        return isinstance(v, str) and v in ("W0", "W1", "readout")
+    return False
+
+
+def _valid_args(client: RemoteDriver) -> dict[str, dict[str, Any]]:
+    """A valid argument set per op for the served chip."""
+    d = client.describe()
+    xb = {c.name: c for c in d.crossbars}["readout"]
+    return {
+        "load_inputs": {
+            "x": np.zeros((2, d.layers[0]), np.float32),
+            "y": np.zeros((2, d.classes), np.float32),
+        },
+        "run_schedule": {
+            "betas": [0.1, -0.1],
+            "free_steps": None,
+            "nudge_steps": None,
+            "start": "free",
+        },
+        "apply_outer_product": {
+            "name": "readout",
+            "rows": np.zeros((1, xb.n_out), np.float32),
+            "cols": np.zeros((1, xb.n_in + 1), np.float32),
+            "lr": 0.01,
+        },
+        "program_delta": {
+            "name": "readout",
+            "delta_w": np.zeros((xb.n_out, xb.n_in + 1), np.float32),
+        },
+        "load_state_dict": {"state": client.state_dict()},
+        **{op: {} for op in ("describe", "read_weights", "state_dict", "ping", "close")},
+    }
+
+
+def _mutated_requests(valid: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict]]:
+    """``(label, request)`` for every malformed request of every op; ids from 10**9 up."""
+    ids = iter(range(10**9, 10**10))
+    for op, args in valid.items():
+        for key in args:
+            for v in WRONG_VALUES:
+                if not _valid_value(op, key, v):
+                    yield (
+                        f"{op}.{key}={v!r:.30}",
+                        {"id": next(ids), "op": op, "args": {**args, key: v}},
+                    )
+            rest = {k: x for k, x in args.items() if k != key}
+            yield f"{op} without {key}", {"id": next(ids), "op": op, "args": rest}
+        yield f"{op} with an extra argument", {"id": next(ids), "op": op, "args": {**args, "zz": 1}}
+        for bad_args in ([], "x", None, 3, np.zeros(2, np.float32)):
+            yield f"{op} args={bad_args!r:.30}", {"id": next(ids), "op": op, "args": bad_args}
+        if args:
+            yield f"{op} without args", {"id": next(ids), "op": op}
+        for rid in BAD_IDS:
+            yield f"{op} id={rid!r:.30}", {"id": rid, "op": op, "args": args}
+        yield f"{op} without id", {"op": op, "args": args}
+        yield f"{op} extra field", {"id": next(ids), "op": op, "args": args, "more": 1}
+    for op in (None, 7, "", "HELLO", "ping ", np.zeros(2, np.float32), ["ping"]):
+        yield f"op={op!r:.30}", {"id": next(ids), "op": op, "args": {}}
+    yield "no op", {"id": next(ids), "args": {}}
+    hello = {
+        "session": SESSION[0],
+        "reconnect": True,
+        "seed": 0,
+        "circuit_sha256": DIGEST,
+        "auth": None,
+        "client": "fuzz",
+    }
+    yield "second hello", {"id": next(ids), "op": "hello", "args": hello}
+    yield "second hello, id 0", {"id": 0, "op": "hello", "args": hello}
+
+
+def _reply_id(rid: Any) -> int | None:
+    return rid if type(rid) is int and 0 <= rid < 2**63 else None
+
+
+def _ask_refused(s: socket.socket, label: str, req: dict) -> None:
+    """Send ``req``; its reply must be a typed refusal addressed to its id."""
+    s.sendall(wire.encode_frame(req))
+    reply = wire.read_frame(s, first_byte_timeout_s=10, frame_timeout_s=10)
+    assert reply.get("ok") is False, (label, reply)
+    err = reply["error"]
+    assert err["type"] in TYPED and isinstance(err["message"], str), (label, err)
+    assert reply["id"] == _reply_id(req.get("id")), (label, reply)
+
+
+def _encodable(v: Any) -> bool:
+    try:
+        wire.encode_frame({"v": v})
+    except TypeError:  # "$" keys are reserved
+        return False
+    return True
+
+
+def test_every_malformed_request_gets_a_typed_error_and_changes_nothing(served):
+    srv, client, log = served
+    valid = _valid_args(client)
+    chip = srv.session_driver
+    before_w, before_s = chip.read_weights(), chip.state_dict()
+    cases = list(_mutated_requests(valid))
+    logged = len(log)
+    assert len(cases) > 300
+    with socket.create_connection(srv.address, timeout=10) as s:
+        welcome = wire.read_frame(s, first_byte_timeout_s=10, frame_timeout_s=10)
+        _authed_hello(s, SESSION[0], welcome["nonce"])  # takes the session over
+        for label, req in cases:
+            _ask_refused(s, label, req)
+        ids = iter(range(5 * 10**9, 6 * 10**9))
+
+        @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+        @given(st.sampled_from(sorted(valid)), st.data())
+        def random_argument(op: str, data: st.DataObject) -> None:
+            args = dict(valid[op])
+            key = data.draw(st.sampled_from([*args, "zz"]))
+            v = data.draw(json_values.filter(_encodable))
+            if key in args and _valid_value(op, key, v):
+                return
+            args[key] = v
+            _ask_refused(s, f"{op}.{key}={v!r:.40}", {"id": next(ids), "op": op, "args": args})
+
+        random_argument()
+        # still usable; the ping takes the legitimate client's next id (ids rise per session)
+        rid = client._next_id
+        client._next_id += 1
+        s.sendall(wire.encode_frame({"id": rid, "op": "ping", "args": {}}))
+        pong = wire.read_frame(s, first_byte_timeout_s=10, frame_timeout_s=10)
+        assert pong == {"id": rid, "ok": True, "result": {}}
+    assert srv.session_driver is chip  # no close went through
+    # every refusal was deliberate: none fell through to the server's safety net
+    unexpected = [m for m in log[logged:] if "connection dropped" in m or "malformed" in m]
+    assert not unexpected, unexpected[:5]
+    after_w, after_s = chip.read_weights(), chip.state_dict()
+    _assert_same_chip((before_w, before_s), (after_w, after_s))
+    client.read_weights()  # the legitimate client takes its session back

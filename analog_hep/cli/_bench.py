@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from . import _args
+from ._json import print_json
 
 __all__ = ["register"]
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--unroll",
-        type=int,
+        type=_args.positive_int,
         default=None,
         metavar="K",
         help="settle steps per compiled loop iteration (emulator option unroll; default 1)",
@@ -68,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
         log("analog-hep bench: interrupted; the cases above were measured")
         code = 130
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     return code

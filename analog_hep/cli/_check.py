@@ -4,17 +4,30 @@ A circuit's summary gives its layers, loss, activation (and whether it is holomo
 dynamics, every crossbar (shape, bias, device card, mapping), the parameter count and the
 noise and mismatch settings. A card's summary gives its source, conductance range, levels and
 response model. Invalid files exit with code 2 and one ``FILE:LINE: FIELD: ...`` line.
+
+A circuit's summary also gives the estimated memory of its chip and of a training step (at
+the batch and points of its ``training`` section, or the defaults), and a circuit that cannot
+fit in this machine's memory (or the JAX accelerator's) is refused with the figure (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from ..spec import Circuit, CircuitSpec, DeviceCard, load_any
+from ..spec import (
+    DEFAULT_TRAINING,
+    Circuit,
+    CircuitSpec,
+    DeviceCard,
+    available_memory,
+    check_fits,
+    format_bytes,
+    load_any,
+)
+from ._json import print_json
 
-__all__ = ["card_summary", "circuit_summary", "register"]
+__all__ = ["card_summary", "circuit_summary", "memory_summary", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -36,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
     """Validate ``args.file``; print its summary (text or JSON); return 0."""
     loaded = load_any(args.file)
     if isinstance(loaded, Circuit):
-        summary = circuit_summary(loaded)
+        memory = memory_summary(loaded)  # refuses a chip that cannot fit, before summarising
+        summary = {**circuit_summary(loaded), "memory": memory}
         text = _circuit_text
     else:
         summary = card_summary(loaded, path=args.file)
         text = _card_text
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, indent=2)
     else:
         print(text(summary))
     return 0
@@ -60,6 +74,31 @@ def _shapes(spec: CircuitSpec) -> dict[str, tuple[int, int]]:
     if "readout" in spec.crossbar_names:
         shapes["readout"] = (spec.readout.classes, layers[-1])
     return shapes
+
+
+def memory_summary(circuit: Circuit) -> dict[str, Any]:
+    """The estimated memory of the chip and of a training step (bytes), and what is free.
+
+    The step is sized by the circuit's ``training`` section (or the defaults, as ``train``
+    would use them). **Raises:** :class:`~analog_hep.errors.SpecError` if it cannot fit.
+    """
+    training = circuit.spec.training or DEFAULT_TRAINING
+    est = check_fits(
+        circuit.spec,
+        batch=training.batch,
+        points=training.points,
+        path=circuit.path,
+        text=circuit.text,
+    )
+    free, where = available_memory()
+    return {
+        "chip_bytes": est.chip_bytes,
+        "step_bytes": est.step_bytes,
+        "batch": est.batch,
+        "points": est.points,
+        "available_bytes": free,
+        "available_where": where,
+    }
 
 
 def _nonzero(settings: dict[str, Any]) -> dict[str, Any]:
@@ -254,9 +293,20 @@ def _circuit_text(s: dict[str, Any]) -> str:
         f"  neurons: {_kv(s['neuron'])}",
         f"  periphery: {_kv({k: v for k, v in periphery.items() if not k.endswith('range')})}",
         *dev_lines,
+        *([_memory_text(s["memory"])] if "memory" in s else []),
         f"holomorphic: {holo}",
     ]
     return "\n".join(lines)
+
+
+def _memory_text(m: dict[str, Any]) -> str:
+    free = m["available_bytes"]
+    room = "unknown" if free is None else format_bytes(free)
+    return (
+        f"memory:      chip ~{format_bytes(m['chip_bytes'])}, training step "
+        f"~{format_bytes(m['step_bytes'])} (batch {m['batch']}, {m['points']} points); "
+        f"{room} free {m['available_where']}"
+    )
 
 
 def _card_text(s: dict[str, Any]) -> str:

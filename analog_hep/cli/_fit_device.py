@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from ..errors import SpecError
+from . import _args
+from ._json import print_json
 
 __all__ = ["register", "run"]
 
@@ -33,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="CARD.yaml", help="where to write the card")
     p.add_argument("--name", default=None, help="card name (default: the stem of --out)")
     p.add_argument(
-        "--nodes", type=int, default=11, help="piecewise: number of table nodes (default 11)"
+        "--nodes",
+        type=_args.positive_int,
+        default=11,
+        help="piecewise: number of table nodes (default 11)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         summary = result.summary()
         summary["out"] = str(out)
-        print(json.dumps(summary))
+        print_json(summary)
         return 0
     w = sys.stdout.write
     w(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 
 from ..errors import SpecError
+from . import _args
+from ._json import print_json
 
 __all__ = ["register"]
 
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=None, help="N (hep: >= 2; classic: repeats)")
     p.add_argument("--beta", type=float, required=True, help="|beta| (dimensionless)")
     p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="seed of inputs and noise")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of inputs and noise")
     p.add_argument("--noise", type=float, default=None, help="neuron noise std per step")
     p.add_argument("--free-steps", type=int, default=None, help="override T1")
     p.add_argument("--nudge-steps", type=int, default=None, help="override T2")
@@ -57,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.beta > 0:
         raise SpecError(f"--beta: expected a positive number, found {args.beta}")
     circuit = load_circuit(args.circuit)
+    from ..spec import check_fits  # refuse a chip that cannot fit, before fabricating it
+
+    check_fits(
+        circuit.spec, batch=args.batch, points=args.points, path=circuit.path, text=circuit.text
+    )
     inputs = None
     if args.dataset is not None:
         from ..data import load_dataset
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SpecError(str(err)) from None
     if args.json:
-        print(json.dumps(res.to_json()))
+        print_json(res.to_json())
         return 0
     print(
         f"{res.circuit}: {res.method} N={res.points} |beta|={res.beta:g} batch={res.batch} "
@@ -99,5 +106,17 @@ def run(args: argparse.Namespace) -> int:
     for n in res.cosine:
         print(f"  {n:<10} {res.cosine[n]:>12.6f} {res.rel_error[n]:>12.3e}")
     print(f"  {'total':<10} {res.cosine_total:>12.6f} {res.rel_error_total:>12.3e}")
+    if res.circle_ratio and not math.isnan(res.circle_batch_ratio):
+        # The nudge circle's own check (docs/gradients.md): |c_-1| / |c_1| of the states.
+        verdict = (
+            "probably encloses a singularity: estimate not trusted"
+            if res.circle_alarm
+            else "inside the holomorphic region"
+        )
+        print(
+            f"  circle |c_-1|/|c_1|: batch {res.circle_batch_ratio:.2e}, max "
+            f"{max(res.circle_ratio):.2e}, threshold {res.circle_threshold:.3g} "
+            f"({res.circle_flagged}/{res.batch} samples above): {verdict}"
+        )
     print(f"  loss {res.loss:.4f}   {res.seconds:.1f} s")
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from ._json import print_json
 
 __all__ = ["register"]
 
@@ -39,14 +40,13 @@ def run(args: argparse.Namespace) -> int:
             k: [{c: (v.item() if hasattr(v, "item") else v) for c, v in r.items()} for r in rows]
             for k, rows in rep.tables.items()
         }
-        print(
-            json.dumps(
-                {
-                    "markdown": str(rep.markdown),
-                    "figures": [str(f) for f in rep.figures],
-                    "tables": tables,
-                }
-            )
+        print_json(
+            {
+                "markdown": str(rep.markdown),
+                "figures": [str(f) for f in rep.figures],
+                "tables": tables,
+                "extras": rep.extras,
+            }
         )
         return 0
     print(f"wrote {rep.markdown} and {len(rep.figures)} figures:")

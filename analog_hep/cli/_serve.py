@@ -38,6 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3600.0,
         help="close a client's connection after this long without a request (s)",
     )
+    p.add_argument(
+        "--handshake-timeout-s",
+        type=float,
+        default=5.0,
+        help="time a new connection has to authenticate before it is closed (s)",
+    )
+    p.add_argument(
+        "--max-preauth",
+        type=int,
+        default=16,
+        help="unauthenticated connections held at once; the oldest is closed for a new one",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:
         raise SpecError(f"--port: expected 0..65535, found {args.port}")
-    if not args.max_frame_mib > 0 or not args.idle_timeout_s > 0:
-        raise SpecError("--max-frame-mib and --idle-timeout-s must be positive")
+    if not all(v > 0 for v in (args.max_frame_mib, args.idle_timeout_s, args.handshake_timeout_s)):
+        raise SpecError(
+            "--max-frame-mib, --idle-timeout-s and --handshake-timeout-s must be positive"
+        )
+    if args.max_preauth < 1:
+        raise SpecError(f"--max-preauth: expected at least 1, found {args.max_preauth}")
     circuit = load_circuit(args.circuit)
     token = read_token_file(args.token_file) if args.token_file else None
     server = DriverServer(
@@ -60,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         token=token,
         max_frame_bytes=int(args.max_frame_mib * (1 << 20)),
         idle_timeout_s=args.idle_timeout_s,
+        handshake_timeout_s=args.handshake_timeout_s,
+        max_preauth=args.max_preauth,
     )
     host, port = server.address
     shown = f"[{host}]" if ":" in host else host

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import SpecError
+from . import _args
+from ._json import print_json
 
 __all__ = ["register"]
 
@@ -24,36 +25,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("circuit", help="circuit YAML file or name (e.g. toy)")
     p.add_argument(
         "--extent",
-        type=float,
+        type=_args.positive_float,
         default=1.5,
         metavar="R",
         help="half-width of the grid in Re and Im beta (default 1.5: the paper's width 3)",
     )
     p.add_argument(
         "--resolution",
-        type=int,
+        type=_args.positive_int,
         default=200,
         metavar="M",
         help="M: (M+1)^2 grid points (default 200; the paper used 1000)",
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=_args.positive_int,
         default=200,
         help="nudged settle steps per point (default 200, as the paper)",
     )
-    p.add_argument("--free-steps", type=int, default=None, help="override T1 of the free state")
+    p.add_argument(
+        "--free-steps", type=_args.positive_int, default=None, help="override T1 of the free state"
+    )
     p.add_argument(
         "--tol",
-        type=float,
+        type=_args.positive_float,
         default=1e-4,
         help="largest residual counted as settled (activity units, default 1e-4)",
     )
-    p.add_argument("--batch", type=int, default=1, help="random samples (default 1, as the paper)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random samples")
+    p.add_argument(
+        "--batch",
+        type=_args.positive_int,
+        default=1,
+        help="random samples (default 1, as the paper)",
+    )
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of the random samples")
     p.add_argument(
         "--circle",
-        type=float,
+        type=_args.positive_float,
         action="append",
         default=[],
         metavar="RADIUS",
@@ -102,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             print("note: matplotlib is not installed (pip install analog-hep[plots]); no PNG")
     info = smap.summary() | {"out": str(out), "png": None if png is None else str(png)}
     if args.json:
-        print(json.dumps(info))
+        print_json(info)
         return 0
     print(
         f"{smap.circuit}: {smap.resolution + 1}^2 betas over [-{smap.extent:g}, "

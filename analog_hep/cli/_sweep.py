@@ -4,10 +4,11 @@ Dask, into one HDF5 file that a restart continues."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..errors import SpecError
+from . import _args
+from ._json import print_json
 
 __all__ = ["register"]
 
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="HDF5 file of results (continued if it exists)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=_args.nonneg_int,
         default=None,
         help="LocalCluster worker processes (default: one per CPU, at most one per task; "
         "0 or 1: in this process)",
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         log=log,
     )
     if args.json:
-        print(json.dumps(summary.to_json()))
+        print_json(summary.to_json())
     else:
         where = (
             "in process"

@@ -1,22 +1,32 @@
-"""``analog-hep train``: train a chip with hEP through a driver, recorded in HDF5."""
+"""``analog-hep train``: train a chip with hEP through a driver, recorded in HDF5.
+
+Every training setting comes from the circuit's ``training`` section, else from
+:data:`analog_hep.spec.DEFAULT_TRAINING`, and each can be overridden by an option. Before the
+chip is fabricated, the chip and a training step are checked against this machine's memory.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-__all__ = ["register"]
+from ..spec import Circuit
+from . import _args
+from ._json import print_json
+
+__all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
     p = sub.add_parser(
         "train",
         help="train a chip with hEP (or classic/symmetric/online EP) through a driver",
         description=(
             "Train the chip of CIRCUIT through a driver (the emulator by default) on a dataset. "
-            "Options override the circuit's training section. With --out, every epoch is "
-            "recorded and checkpointed in one HDF5 file; --resume continues a stopped run."
+            "Options override the circuit's training section; a circuit without one uses the "
+            "defaults of docs/specs.md. With --out, every epoch is recorded and checkpointed "
+            "in one HDF5 file; --resume continues a stopped run."
         ),
     )
     p.add_argument("circuit", help="circuit YAML file or name (e.g. circuits/digits.yaml)")
@@ -26,17 +36,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="digits",
         help="digits | mnist:DIR | mnist-test:DIR | fashion-mnist:DIR",
     )
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_args.positive_int)
     p.add_argument("--method", choices=("hep", "classic", "symmetric", "online"))
-    p.add_argument("--points", type=int, help="N nudge points (classic: repeats)")
-    p.add_argument("--beta", type=float, help="|beta|")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--batch", type=int)
+    p.add_argument("--points", type=_args.positive_int, help="N nudge points (classic: repeats)")
+    p.add_argument("--beta", type=_args.positive_float, help="|beta| (dimensionless)")
+    p.add_argument("--lr", type=_args.positive_float, help="SGD learning rate")
+    p.add_argument("--momentum", type=_args.momentum, help="SGD momentum, 0 ... 1 (excluded)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule")
+    p.add_argument("--batch", type=_args.positive_int)
+    p.add_argument(
+        "--residual-tol",
+        type=_args.positive_float,
+        help="largest settle residual (activity units) of a state used for learning",
+    )
     p.add_argument("--update", choices=("auto", "outer_product", "program"))
-    p.add_argument("--noise", type=float, help="override the neuron noise std")
-    p.add_argument("--seed", type=int, help="run seed (data order, noise); default: circuit seed")
-    p.add_argument("--max-train", type=int, help="use only the first N training samples")
+    p.add_argument(
+        "--online-periods", type=_args.positive_int, help="online: nudge periods per sample"
+    )
+    p.add_argument(
+        "--online-steps", type=_args.positive_int, help="online: settle steps per nudge point"
+    )
+    p.add_argument(
+        "--fallback-fraction",
+        type=_args.fraction,
+        help="above this fraction of unsettled samples a step falls back to real nudges",
+    )
+    p.add_argument(
+        "--circle-check",
+        choices=("warn", "shrink", "off"),
+        help="when the nudge circle probably encloses a singularity (docs/gradients.md)",
+    )
+    p.add_argument("--noise", type=_args.nonneg_float, help="override the neuron noise std")
+    p.add_argument(
+        "--seed", type=_args.seed, help="run seed (data order, noise); default: circuit seed"
+    )
+    p.add_argument(
+        "--max-train", type=_args.positive_int, help="use only the first N training samples"
+    )
     p.add_argument("--out", help="HDF5 record of the run (RUN.h5)")
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -44,18 +80,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# (features, classes) of every built-in dataset (analog_hep/data: all have 10 classes), so
+# that a circuit no dataset fits is told so before anything is loaded or fabricated.
+_DATASET_SHAPES = {"digits": (64, 10), "mnist, mnist-test, fashion-mnist": (784, 10)}
+
+
+def _fits_no_dataset(circuit: Circuit) -> str | None:
+    """Why no built-in dataset can train ``circuit`` (``None`` if one can)."""
+    spec = circuit.spec
+    shape = (spec.layers[0], spec.readout.classes)
+    if shape in _DATASET_SHAPES.values():
+        return None
+    known = "; ".join(f"{k}: {f} features, {c} classes" for k, (f, c) in _DATASET_SHAPES.items())
+    return (
+        f"{circuit.path or spec.name}: circuit {spec.name!r} has {shape[0]} inputs and "
+        f"{shape[1]} classes, and no dataset has that shape ({known}), so it cannot be "
+        f"trained; check its gradients instead (analog-hep gradcheck {spec.name} --beta 0.1)"
+    )
+
+
+def _is_local_emulator(driver: str) -> bool:
+    """Whether the chip is fabricated in this process (so its memory is this machine's)."""
+    return driver.split(":", 1)[0] == "emulator"
+
+
 def run(args: argparse.Namespace) -> int:
+    """Load the circuit, build the options, check memory, train; print the result."""
     from ..errors import SpecError
-    from ..spec import load_circuit
+    from ..spec import check_fits, load_circuit
     from ..studies import TrainOptions, train
+    from ..studies._train import loss_text
 
     if args.resume and not args.out:
         raise SpecError("--resume needs --out RUN.h5 (the record to continue)")
     circuit = load_circuit(args.circuit)
-    for name in ("epochs", "points", "batch", "max_train"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise SpecError(f"--{name.replace('_', '-')}: expected an integer >= 1, found {v}")
     opts = TrainOptions.from_circuit(
         circuit,
         method=args.method,
@@ -65,14 +123,36 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         momentum=args.momentum,
+        schedule=args.schedule,
+        residual_tol=args.residual_tol,
         update=args.update,
+        online_periods=args.online_periods,
+        online_steps=args.online_steps,
+        fallback_fraction=args.fallback_fraction,
+        circle_check=args.circle_check,
         seed=args.seed,
         dataset=args.dataset,
         driver=args.driver,
         max_train=args.max_train,
         noise=args.noise,
     )
+    no_fit = _fits_no_dataset(circuit)
+    if no_fit is not None:
+        raise SpecError(no_fit)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    if circuit.spec.training is None:
+        log(
+            f"note: {circuit.spec.name} has no training section: using the defaults "
+            "(docs/specs.md) where no option is given"
+        )
+    if _is_local_emulator(opts.driver):  # refuse before fabricating a chip that cannot fit
+        check_fits(
+            circuit.spec,
+            batch=opts.batch,
+            points=opts.points,
+            path=circuit.path,
+            text=circuit.text,
+        )
     res = train(
         circuit,
         opts,
@@ -83,11 +163,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         out = {k: v for k, v in res.__dict__.items()}
-        print(json.dumps(out))
+        print_json(out)
     else:
         print(
             f"{res.circuit}: {res.method}, {res.epochs} epochs: test accuracy "
-            f"{res.test_accuracy:.4f} (loss {res.test_loss:.4f}), train accuracy "
+            f"{res.test_accuracy:.4f} ({loss_text(res.test_loss, res.test_nonfinite)}), train "
+            "accuracy "
             f"{res.train_accuracy:.4f}; dropped updates {res.dropped_updates}, dropped samples "
             f"{res.dropped_samples}, N=2 fallbacks {res.fallback_steps}; {res.seconds:.1f} s"
         )

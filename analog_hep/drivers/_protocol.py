@@ -7,8 +7,22 @@ batched: one call covers a whole minibatch and every nudge point, so a remote or
 costs a few round trips per training step, never one per settling step.
 
 Units: activities, weights and beta are dimensionless (the chip's own scale); times are
-seconds (``_s``); conductances siemens (``_S``). Arrays may be NumPy or JAX arrays; a driver
-returns arrays of the documented shapes and dtypes (float32, complex64 for complex states).
+seconds (``_s``); conductances siemens (``_S``).
+
+Array types a driver receives from the controller (the conformance kit sends the same):
+
+- ``load_inputs``: ``x`` and ``y`` as the caller of the training loop gives them, NumPy
+  float32 for analog-hep's datasets; ``y`` is ``None`` for evaluation.
+- ``run_schedule``: a :class:`NudgeSchedule` of Python ``complex`` betas and ints.
+- ``apply_outer_product``: ``rows`` and ``cols`` are ``jax.Array`` float32 (they come out of
+  compiled JAX code, on the accelerator when there is one); ``lr`` a Python float, negative
+  for gradient descent.
+- ``program_delta``: ``delta_w`` a ``jax.Array`` float32.
+- ``load_state_dict``: NumPy arrays (from a run record, or from ``state_dict``).
+
+``np.asarray(a)`` (or ``np.asarray(a, np.float32)``) is the portable way to take any of them:
+it accepts NumPy arrays, ``jax.Array`` s and nested lists alike. A driver returns arrays of
+the documented shapes and dtypes (float32, complex64 for complex states), NumPy or JAX.
 """
 
 from __future__ import annotations
@@ -168,7 +182,9 @@ class Driver(Protocol):
 
     def load_inputs(self, x: np.ndarray, y: np.ndarray | None) -> None:
         """Clamp a batch: ``x`` ``(B, n_0)`` float32 in the input range; ``y`` ``(B, classes)``
-        one-hot float32 targets for nudging (``None`` for inference)."""
+        one-hot float32 targets for nudging (``None`` for inference). The controller passes
+        what the training loop gives it (NumPy float32 for analog-hep's datasets): take them
+        with ``np.asarray``."""
         ...
 
     def run_schedule(self, schedule: NudgeSchedule) -> Settled:
@@ -181,12 +197,16 @@ class Driver(Protocol):
         """Apply ``delta_W = lr * sum_r rows_r cols_r^T`` to crossbar ``name`` in parallel.
 
         ``rows``: ``(R, n_out)``; ``cols``: ``(R, n_in + 1)`` (last column the bias input,
-        1 where the crossbar has a bias). Needs ``outer_product_update``.
+        1 where the crossbar has a bias), both ``jax.Array`` float32 from the controller (take
+        them with ``np.asarray``); ``R`` varies from step to step. ``lr``: a Python float,
+        negative for gradient descent. Needs ``outer_product_update``.
         """
         ...
 
     def program_delta(self, name: str, delta_w: np.ndarray) -> UpdateReport:
-        """Program ``delta_W`` ``(n_out, n_in + 1)`` per device. Needs ``program_delta``."""
+        """Program ``delta_W`` ``(n_out, n_in + 1)`` per device (last column the bias; a
+        ``jax.Array`` float32 from the controller: take it with ``np.asarray``). Needs
+        ``program_delta``."""
         ...
 
     def read_weights(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -198,7 +218,8 @@ class Driver(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore a :meth:`state_dict`. Needs ``checkpoint``."""
+        """Restore a :meth:`state_dict` (NumPy arrays, from a run record). Needs
+        ``checkpoint``."""
         ...
 
     def close(self) -> None:

@@ -17,16 +17,25 @@ neither the emulator nor JAX on this side of the wire.
   (:class:`OutOfRange`, :class:`NotSettled`, ...) re-raised with their type. The training
   loop then checkpoints and stops with a ``--resume`` hint.
 
+- Opening retries what is transient: a refused or reset connect (the server is starting),
+  a connection closed before the hello was answered (the server made room for newer
+  unauthenticated connections), a ``ChipBusy`` error marked ``"retry"`` (no free slot).
+  Attempts back off from 0.05 s, doubling to 1 s, and none starts later than
+  ``connect_retry_s`` after the first; then :class:`ConnectionLost`. A chip held by another
+  client, a failed authentication or a circuit mismatch are not retried.
+
 Address options (``tcp://127.0.0.1:7100?timeout_s=60&reconnect_s=5``): ``timeout_s`` (reply
 wait per call, default 300 s: the first settle on a fresh server compiles),
-``connect_timeout_s`` (TCP connect and handshake, default 10 s), ``reconnect_s`` (how long
-to retry a broken link, default 10 s), ``token_file`` (shared secret for a server that
-requires one; or set ``ANALOG_HEP_TOKEN_FILE``).
+``connect_timeout_s`` (TCP connect and handshake, default 10 s), ``connect_retry_s`` (how
+long opening retries, default 10 s), ``reconnect_s`` (how long to retry a broken link,
+default 10 s), ``token_file`` (shared secret for a server that requires one; or set
+``ANALOG_HEP_TOKEN_FILE``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import socket
@@ -52,7 +61,9 @@ from ._protocol import ChipDescription, NudgeSchedule, Settled, UpdateReport
 
 __all__ = ["RemoteDriver", "parse_address", "read_token_file"]
 
-_OPTIONS = {"timeout_s", "connect_timeout_s", "reconnect_s", "token_file"}
+_OPTIONS = {"timeout_s", "connect_timeout_s", "connect_retry_s", "reconnect_s", "token_file"}
+_BACKOFF_FIRST_S = 0.05  # first pause between two connection attempts (s)
+_BACKOFF_MAX_S = 1.0  # longest pause between two connection attempts (s)
 
 
 def read_token_file(path: str | os.PathLike[str]) -> str:
@@ -95,15 +106,19 @@ def parse_address(address: str) -> tuple[str, int, dict[str, str]]:
     return host, int(port_s), options
 
 
-def _seconds(options: dict[str, str], key: str, default: float, address: str) -> float:
+def _seconds(
+    options: dict[str, str], key: str, default: float, address: str, *, zero_ok: bool = False
+) -> float:
+    """Option ``key`` in seconds (finite, positive; zero too when ``zero_ok``)."""
     if key not in options:
         return default
     try:
         v = float(options[key])
     except ValueError:
         v = -1.0
-    if not v > 0:
-        raise SpecError(f"--driver {address}: {key} must be a positive number of seconds")
+    if not (v >= 0 if zero_ok else v > 0) or not math.isfinite(v):
+        what = "a non-negative" if zero_ok else "a positive"
+        raise SpecError(f"--driver {address}: {key} must be {what} number of seconds")
     return v
 
 
@@ -119,6 +134,9 @@ class RemoteDriver:
     - ``timeout_s``: how long one call waits for its reply (s).
     - ``connect_timeout_s``: TCP connect plus handshake (s); opening the served driver is
       part of the first call's ``timeout_s``.
+    - ``connect_retry_s``: how long opening retries a refused connect, a busy server or a
+      connection it closed during the handshake (s): no attempt starts later than this after
+      the first one.
     - ``reconnect_s``: how long a broken link is retried before :class:`ConnectionLost` (s).
 
     **Raises:** :class:`ConnectionLost` if the server cannot be reached, :class:`SpecError`
@@ -137,6 +155,7 @@ class RemoteDriver:
         token: str | None = None,
         timeout_s: float = 300.0,
         connect_timeout_s: float = 10.0,
+        connect_retry_s: float = 10.0,
         reconnect_s: float = 10.0,
         max_frame_bytes: int = w.DEFAULT_MAX_PAYLOAD_BYTES,
     ):
@@ -146,6 +165,7 @@ class RemoteDriver:
         self.token = token
         self.timeout_s = float(timeout_s)
         self.connect_timeout_s = float(connect_timeout_s)
+        self.connect_retry_s = float(connect_retry_s)
         self.reconnect_s = float(reconnect_s)
         self.max_frame_bytes = int(max_frame_bytes)
         self._digest = w.circuit_digest(circuit)
@@ -157,17 +177,26 @@ class RemoteDriver:
         self.reconnects = 0
         self.requests_sent = 0
         try:
-            desc = self._open(reconnect=False, timeout_s=self.timeout_s)
+            desc = self._open_retrying()
         except TimeoutError:
             raise DriverTimeout(
                 f"{self.where} did not open its chip within {self.timeout_s:g} s"
+            ) from None
+        except w.ServerBusy as err:
+            raise ConnectionLost(
+                f"{err} (still so after retrying for {self.connect_retry_s:g} s)"
+            ) from None
+        except w.PeerClosed:
+            raise ConnectionLost(
+                f"{self.where} closed every connection before answering the hello (retried "
+                f"for {self.connect_retry_s:g} s)"
             ) from None
         except ConnectionLost:
             raise
         except OSError as err:
             raise ConnectionLost(
                 f"cannot reach the chip server at {self.where}: {_why(err)} (is `analog-hep "
-                "serve` running there?)"
+                f"serve` running there? retried for {self.connect_retry_s:g} s)"
             ) from None
         self._desc = dataclasses.replace(desc, driver=f"{self.where} ({desc.driver})")
 
@@ -184,6 +213,7 @@ class RemoteDriver:
             token=read_token_file(token_file) if token_file else None,
             timeout_s=_seconds(opts, "timeout_s", 300.0, address),
             connect_timeout_s=_seconds(opts, "connect_timeout_s", 10.0, address),
+            connect_retry_s=_seconds(opts, "connect_retry_s", 10.0, address, zero_ok=True),
             reconnect_s=_seconds(opts, "reconnect_s", 10.0, address),
         )
 
@@ -253,6 +283,27 @@ class RemoteDriver:
         self._sock = sock
         return desc
 
+    def _open_retrying(self) -> ChipDescription:
+        """:meth:`_open` for a new session, retrying transient refusals for up to
+        ``connect_retry_s`` with exponential backoff."""
+        deadline = time.monotonic() + self.connect_retry_s
+        delay_s = _BACKOFF_FIRST_S
+        while True:
+            try:
+                return self._open(reconnect=False, timeout_s=self.timeout_s)
+            except ConnectionLost as err:  # the server answered: retry only "no slot now"
+                if not isinstance(err, (w.ServerBusy, w.PeerClosed)):
+                    raise
+                if time.monotonic() + delay_s > deadline:
+                    raise
+            except TimeoutError:
+                raise  # it already took connect_timeout_s or timeout_s
+            except OSError:  # refused or reset: the server is starting or made room
+                if time.monotonic() + delay_s > deadline:
+                    raise
+            time.sleep(delay_s)
+            delay_s = min(2 * delay_s, _BACKOFF_MAX_S)
+
     def _reconnect(self, cause: BaseException, op: str) -> None:
         """Retry the link for ``reconnect_s``; :class:`ConnectionLost` when it stays down."""
         deadline = time.monotonic() + self.reconnect_s
@@ -264,7 +315,7 @@ class RemoteDriver:
                 self.reconnects += 1
                 return
             except ConnectionLost as err:
-                if not isinstance(err, (w.ProtocolError, w.PeerClosed)):
+                if not isinstance(err, (w.ProtocolError, w.PeerClosed, w.ServerBusy)):
                     raise  # the server answered: it lost our chip, or someone else holds it
                 last = err
             except (OSError, TimeoutError) as err:

@@ -10,10 +10,21 @@ protocol of :mod:`analog_hep.drivers._wire`. Rules it keeps:
   remote run draws the same noise as an in-process one. A client that reconnects with its
   session id takes its chip back; a new client is refused while the owner is connected and
   gets a freshly opened driver once it is gone.
-- Every request is checked (frame size, dtypes, shapes, capabilities, finite values) before
-  the driver sees it; malformed input gets a typed error reply and never reaches the chip.
+- Unauthenticated connections cannot starve the owner: a new connection has
+  ``handshake_timeout_s`` in all to authenticate, and waits in a pool of its own
+  (``max_preauth``) whose oldest member is closed when a new one arrives and the pool is
+  full; authenticated connections have their own limit (``max_connections``), refused with
+  a ``ChipBusy`` error marked ``"retry": true`` that clients retry.
+- Every request is checked (frame size, dtypes, shapes, capabilities, finite values, request
+  id) before the driver sees it; malformed input gets a typed error reply (``ProtocolError``
+  for the envelope, ``OutOfRange`` for arguments) and never reaches the chip. The
+  connection stays open unless the framing itself is broken.
 - Replies are cached per request id, so a request re-sent after a reconnect is answered
-  again, not applied twice.
+  again, not applied twice; an id at or below the session's highest executed id that is
+  no longer cached is refused, never executed.
+- A frame's buffer grows as its bytes arrive (never the claimed size up front); a frame
+  not complete within ``frame_timeout_s`` gets a ``ProtocolError`` reply and the
+  connection is closed.
 - :meth:`DriverServer.shutdown` (SIGINT/SIGTERM in ``analog-hep serve``) stops accepting,
   lets a running chip call finish, closes the driver and returns.
 """
@@ -29,6 +40,7 @@ import selectors
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -72,7 +84,8 @@ def is_loopback(host: str) -> bool:
 
 
 class _Session:
-    """One client's run: its driver, description, and the replies per request id."""
+    """One client's run: its driver, description, the replies per request id, and the
+    highest request id that reached the driver (``highest``)."""
 
     def __init__(self, sid: str, seed: int, driver: Driver, desc: ChipDescription):
         self.id = sid
@@ -83,9 +96,11 @@ class _Session:
         self.owner: socket.socket | None = None
         self.replies: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self._bytes = 0
+        self.highest = w.HELLO_ID
         self.state_ref: dict[str, np.ndarray] | None = None
 
     def remember(self, rid: int, digest: bytes, reply: bytes) -> None:
+        self.highest = max(self.highest, rid)
         self.replies[rid] = (digest, reply)
         self._bytes += len(reply)
         while len(self.replies) > _REPLY_CACHE_ENTRIES or (
@@ -106,11 +121,15 @@ class DriverServer:
     - ``host``, ``port``: where to listen (``port=0``: any free port; see :attr:`address`).
     - ``token``: shared secret; required unless ``host`` is loopback (then optional).
     - ``max_frame_bytes``: largest payload accepted from an authenticated client (bytes).
-    - ``handshake_timeout_s``: time a new connection has to authenticate (s).
+    - ``handshake_timeout_s``: time a new connection has, from its accept, to send a valid
+      hello (s); then it is closed.
     - ``frame_timeout_s``: time to receive the rest of a started frame (s).
     - ``idle_timeout_s``: an owner's connection silent this long is closed (s; the session
       stays, the client can reconnect).
-    - ``max_connections``: concurrent connections (authenticated or not).
+    - ``max_connections``: concurrent authenticated connections; a hello beyond it gets a
+      ``ChipBusy`` error marked ``"retry": true``.
+    - ``max_preauth``: concurrent connections not yet authenticated; when a new one arrives
+      with the pool full, the oldest is closed.
     - ``log``: where one-line events go (default: stderr).
 
     **Raises:** :class:`SpecError` for a non-loopback host without a token, an unknown
@@ -126,10 +145,11 @@ class DriverServer:
         port: int = 0,
         token: str | None = None,
         max_frame_bytes: int = w.DEFAULT_MAX_PAYLOAD_BYTES,
-        handshake_timeout_s: float = 10.0,
+        handshake_timeout_s: float = 5.0,
         frame_timeout_s: float = 30.0,
         idle_timeout_s: float = 3600.0,
         max_connections: int = 8,
+        max_preauth: int = 16,
         log: Callable[[str], None] | None = None,
     ):
         if not is_loopback(host) and not token:
@@ -155,12 +175,18 @@ class DriverServer:
         self.frame_timeout_s = float(frame_timeout_s)
         self.idle_timeout_s = float(idle_timeout_s)
         self.max_connections = int(max_connections)
+        self.max_preauth = int(max_preauth)
+        if self.max_connections < 1 or self.max_preauth < 1:
+            raise SpecError("max_connections and max_preauth must be at least 1")
         self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self._digest = w.circuit_digest(circuit)
         self._session: _Session | None = None
         self._opening = False
-        self._state = threading.Lock()  # guards _session and _conns
+        self._state = threading.Lock()  # guards _session, _conns, _preauth and _authed
         self._conns: dict[socket.socket, threading.Thread] = {}
+        # not yet authenticated, oldest first: socket -> its handshake deadline (monotonic s)
+        self._preauth: OrderedDict[socket.socket, float] = OrderedDict()
+        self._authed: set[socket.socket] = set()
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -260,32 +286,56 @@ class DriverServer:
     # -- connections -------------------------------------------------------------------------
 
     def _accept(self, conn: socket.socket, peer: Any) -> None:
+        """Start a handshake thread for ``conn``; close the oldest unauthenticated
+        connection when the pre-authentication pool is full (so idle sockets cannot keep
+        the owner out)."""
         conn.setblocking(True)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = threading.Thread(
+            target=self._handle, args=(conn, peer), name=f"conn-{peer}", daemon=True
+        )
         with self._state:
-            busy = len(self._conns) >= self.max_connections
-            if not busy:
-                t = threading.Thread(
-                    target=self._handle, args=(conn, peer), name=f"conn-{peer}", daemon=True
-                )
-                self._conns[conn] = t
-        if busy:
-            self._send_quietly(conn, self._error(None, "ChipBusy", "too many connections"))
-            conn.close()
-            return
+            evicted = []
+            while len(self._preauth) >= self.max_preauth:
+                evicted.append(self._preauth.popitem(last=False)[0])
+            self._preauth[conn] = time.monotonic() + self.handshake_timeout_s
+            self._conns[conn] = t
+        for old in evicted:  # its thread sees the shutdown and cleans up
+            with contextlib.suppress(OSError):
+                old.shutdown(socket.SHUT_RDWR)
+        if evicted:
+            self._log(f"{peer}: closed {len(evicted)} unauthenticated connection(s): pool full")
         t.start()
 
-    def _send_quietly(self, conn: socket.socket, frame: bytes) -> bool:
+    def _promote(self, conn: socket.socket) -> bool | None:
+        """Move ``conn`` from the pre-authentication pool to the authenticated one: ``True``;
+        ``False`` when the authenticated pool is full; ``None`` when ``conn`` was evicted."""
+        with self._state:
+            if self._preauth.pop(conn, None) is None:
+                return None
+            if len(self._authed) >= self.max_connections:
+                return False
+            self._authed.add(conn)
+            return True
+
+    def _send_quietly(
+        self, conn: socket.socket, frame: bytes, *, timeout_s: float | None = None
+    ) -> bool:
+        """Send ``frame`` within ``timeout_s`` (default ``frame_timeout_s``); ``False`` when
+        the link failed."""
         try:
-            conn.settimeout(self.frame_timeout_s)
+            conn.settimeout(self.frame_timeout_s if timeout_s is None else max(timeout_s, 1e-3))
             conn.sendall(frame)
             return True
         except OSError:
             return False
 
     @staticmethod
-    def _error(rid: int | None, kind: str, message: str) -> bytes:
-        return w.encode_frame({"id": rid, "ok": False, "error": {"type": kind, "message": message}})
+    def _error(rid: int | None, kind: str, message: str, *, retry: bool = False) -> bytes:
+        error: dict[str, Any] = {"type": kind, "message": message}
+        if retry:  # a transient refusal: the client may try again
+            error["retry"] = True
+        return w.encode_frame({"id": rid, "ok": False, "error": error})
 
     @classmethod
     def _error_of(cls, rid: int | None, err: BaseException) -> bytes:
@@ -303,6 +353,8 @@ class DriverServer:
         finally:
             with self._state:
                 self._conns.pop(conn, None)
+                self._preauth.pop(conn, None)
+                self._authed.discard(conn)
                 if session is not None and session.owner is conn:
                     session.owner = None
             with contextlib.suppress(OSError):
@@ -310,6 +362,10 @@ class DriverServer:
             conn.close()
 
     def _handshake(self, conn: socket.socket, peer: Any) -> _Session | None:
+        """Welcome, read and check the hello, authenticate, then claim the session; all of
+        it before the connection's handshake deadline."""
+        with self._state:
+            deadline = self._preauth.get(conn, time.monotonic() + self.handshake_timeout_s)
         nonce = secrets.token_hex(16)
         welcome = {
             "type": "welcome",
@@ -320,7 +376,8 @@ class DriverServer:
             "driver": self.driver_arg,
             "circuit": self.circuit.spec.name,
         }
-        if not self._send_quietly(conn, w.encode_frame(welcome)):
+        left = deadline - time.monotonic()
+        if not self._send_quietly(conn, w.encode_frame(welcome), timeout_s=left):
             return None
         rid: int | None = None
         try:
@@ -328,34 +385,36 @@ class DriverServer:
                 conn,
                 max_header_bytes=w.PREAUTH_MAX_FRAME_BYTES,
                 max_payload_bytes=0,
-                first_byte_timeout_s=self.handshake_timeout_s,
-                frame_timeout_s=self.handshake_timeout_s,
+                first_byte_timeout_s=None,
+                frame_timeout_s=None,
+                deadline=deadline,
             )
-            req = w.request_from_message(msg)
-            rid = req.id
-            if req.op != "hello":
-                raise w.ProtocolError(f"the first request must be hello, found {req.op!r}")
+            rid = w.request_id(msg)
+            req = w.request_from_message(msg, first=True)
             a = req.args
             sid = a.get("session")
             if not isinstance(sid, str) or not 8 <= len(sid) <= 64 or not sid.isalnum():
                 raise w.ProtocolError("hello: session must be 8 to 64 letters or digits")
-            if self.token:
-                expected = w.auth_digest(self.token, nonce, sid)
-                given = a.get("auth")
-                if not isinstance(given, str) or not hmac.compare_digest(
-                    given.encode("utf-8", "replace"), expected.encode("ascii")
-                ):
-                    self._log(f"{peer}: authentication failed")
-                    self._send_quietly(
-                        conn,
-                        self._error(
-                            rid,
-                            "SpecError",
-                            "authentication failed: the server needs the "
-                            "token of its --token-file (tcp://HOST:PORT?token_file=F)",
-                        ),
-                    )
-                    return None
+            if self.token and not self._authentic(a.get("auth"), nonce, sid):
+                self._log(f"{peer}: authentication failed")
+                self._send_quietly(
+                    conn,
+                    self._error(
+                        rid,
+                        "SpecError",
+                        "authentication failed: the server needs the "
+                        "token of its --token-file (tcp://HOST:PORT?token_file=F)",
+                    ),
+                )
+                return None
+            promoted = self._promote(conn)
+            if promoted is None:
+                return None  # closed to make room while it was authenticating
+            if not promoted:
+                self._send_quietly(
+                    conn, self._error(rid, "ChipBusy", "too many connections", retry=True)
+                )
+                return None
             seed, reconnect = a.get("seed"), a.get("reconnect")
             if type(seed) is not int or not 0 <= seed < 2**63 or type(reconnect) is not bool:
                 raise w.ProtocolError(
@@ -378,9 +437,21 @@ class DriverServer:
             if not isinstance(err, w.PeerClosed):
                 self._send_quietly(conn, self._error(rid, "ProtocolError", str(err)))
             return None
-        except (TimeoutError, OSError):
+        except TimeoutError:
+            text = f"no valid hello within {self.handshake_timeout_s:g} s of connecting"
+            self._send_quietly(conn, self._error(rid, "ProtocolError", text), timeout_s=1.0)
             return None
+        except OSError:
+            return None  # gone, or closed to make room for a newer connection
         return self._claim(conn, peer, rid, sid, seed, reconnect)
+
+    def _authentic(self, given: Any, nonce: str, sid: str) -> bool:
+        """Whether ``given`` is the HMAC of this connection's nonce and ``sid``."""
+        assert self.token is not None
+        expected = w.auth_digest(self.token, nonce, sid)
+        return isinstance(given, str) and hmac.compare_digest(
+            given.encode("utf-8", "replace"), expected.encode("ascii")
+        )
 
     def _claim(
         self, conn: socket.socket, peer: Any, rid: int | None, sid: str, seed: int, reconnect: bool
@@ -456,9 +527,11 @@ class DriverServer:
         }
 
     def _serve_session(self, conn: socket.socket, s: _Session) -> None:
+        """Answer the owner's requests, one at a time, until it leaves or breaks the
+        framing."""
         while not self._stop.is_set():
             try:
-                msg = w.read_frame(
+                header, payload = w.read_frame_bytes(
                     conn,
                     max_payload_bytes=self.max_frame_bytes,
                     first_byte_timeout_s=self.idle_timeout_s,
@@ -466,39 +539,50 @@ class DriverServer:
                 )
             except w.PeerClosed:
                 return
-            except w.ProtocolError as err:
+            except (w.ProtocolError, w.FrameIncomplete) as err:
                 self._send_quietly(conn, self._error(None, "ProtocolError", str(err)))
                 return  # the byte stream cannot be trusted any more
             except (TimeoutError, OSError):
                 return
-            try:
-                req = w.request_from_message(msg)
-            except w.ProtocolError as err:
-                rid = msg.get("id") if type(msg.get("id")) is int else None
-                if not self._send_quietly(conn, self._error(rid, "ProtocolError", str(err))):
-                    return
-                continue
-            digest = hashlib.sha256(repr((req.op, _fingerprint(req.args))).encode()).digest()
-            with s.lock:
-                if s.owner is not conn or self._session is not s:
-                    return  # taken over by a reconnect of the same client
-                cached = s.replies.get(req.id)
-                if cached is not None and cached[0] == digest:
-                    reply = cached[1]  # a re-sent request: answer again, apply nothing
-                elif cached is not None:
-                    reply = self._error(
-                        req.id, "ProtocolError", f"request id {req.id} was used for another request"
-                    )
-                else:
-                    reply, reached = self._execute(s, req)
-                    if reached:
-                        s.remember(req.id, digest, reply)
-                    if req.op == "close":
-                        with self._state:
-                            if self._session is s:
-                                self._session = None
-            if not self._send_quietly(conn, reply) or req.op == "close":
+            reply, done = self._answer(conn, s, header, payload)
+            if reply is None or not self._send_quietly(conn, reply) or done:
                 return
+
+    def _answer(
+        self, conn: socket.socket, s: _Session, header: bytearray, payload: bytearray
+    ) -> tuple[bytes | None, bool]:
+        """The reply to one complete frame and whether the connection ends after it;
+        ``(None, True)`` when the session was taken over by a reconnect."""
+        msg: Any = None
+        try:  # the frame was read whole: a bad message leaves the stream usable
+            msg = w.decode_frame(header, payload)
+            req = w.request_from_message(msg, first=False)
+        except w.ProtocolError as err:
+            return self._error(w.request_id(msg), "ProtocolError", str(err)), False
+        digest = hashlib.sha256(repr((req.op, _fingerprint(req.args))).encode()).digest()
+        with s.lock:
+            if s.owner is not conn or self._session is not s:
+                return None, True  # taken over by a reconnect of the same client
+            cached = s.replies.get(req.id)
+            if cached is not None and cached[0] == digest:
+                return cached[1], req.op == "close"  # re-sent: answer again, apply nothing
+            if cached is not None:
+                text = f"request id {req.id} was used for another request"
+                return self._error(req.id, "ProtocolError", text), False
+            if req.id <= s.highest:  # its reply left the cache: never execute it again
+                text = (
+                    f"request id {req.id} is stale: this session has executed requests up to "
+                    f"id {s.highest}; a new request needs a higher id"
+                )
+                return self._error(req.id, "ProtocolError", text), False
+            reply, reached = self._execute(s, req)
+            if reached:
+                s.remember(req.id, digest, reply)
+            if req.op == "close" and reached:
+                with self._state:
+                    if self._session is s:
+                        self._session = None
+            return reply, req.op == "close" and reached
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -512,6 +596,9 @@ class DriverServer:
             call = self._prepare(s, req.op, req.args)
         except (AnalogHepError, w.ProtocolError) as err:
             return self._error_of(req.id, err), False
+        except Exception as err:  # a check that missed a malformed value: refuse, never drop
+            self._log(f"refused a malformed {req.op} request: {type(err).__name__}: {err}")
+            return self._error(req.id, "OutOfRange", f"{req.op}: malformed arguments"), False
         try:
             result = call()
             return w.encode_frame({"id": req.id, "ok": True, "result": result}), True

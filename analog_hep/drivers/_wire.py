@@ -28,11 +28,18 @@ HEX, "auth": "hmac-sha256" | "none", ...}``. The client answers ``{"op": "hello"
 "args": {"session", "reconnect", "seed", "circuit_sha256", "auth", "client"}}`` where
 ``auth = HMAC-SHA256(token, "analog-hep/1" + nonce + session)`` (the token never crosses the
 wire). Then requests ``{"op", "id", "args"}`` and replies ``{"id", "ok": true, "result"}`` or
-``{"id", "ok": false, "error": {"type", "message"}}``, one at a time. Ops: ``describe``,
-``load_inputs``, ``run_schedule``, ``apply_outer_product``, ``program_delta``,
-``read_weights``, ``state_dict``, ``load_state_dict``, ``ping``, ``close``. The server keeps
-its last replies per request id, so a request re-sent after a reconnect is answered from
-that cache, never applied twice. ``docs/drivers.md`` has the details.
+``{"id", "ok": false, "error": {"type", "message"}}`` (``"retry": true`` added to a
+transient refusal), one at a time. Ops: ``describe``, ``load_inputs``, ``run_schedule``,
+``apply_outer_product``, ``program_delta``, ``read_weights``, ``state_dict``,
+``load_state_dict``, ``ping``, ``close``.
+
+**Request ids** are JSON integers: 0 for the hello, ``1 .. 2**63-1`` afterwards, each new
+request of a session higher than every id the session executed. The server keeps its last
+replies per request id, so a request re-sent after a reconnect (same id, same request) is
+answered from that cache, never applied twice; a different request under a cached id, or
+an older id no longer cached, is refused. A malformed request gets a typed error reply
+addressed to its id (``null`` when the id itself is bad) and the connection stays open;
+only a broken frame closes it. ``docs/drivers.md`` has the details.
 """
 
 from __future__ import annotations
@@ -71,18 +78,23 @@ from ._protocol import (
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "HELLO_ID",
     "MAGIC",
     "OPS",
     "PREAUTH_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "RECV_CHUNK_BYTES",
+    "FrameIncomplete",
     "PeerClosed",
     "ProtocolError",
+    "ServerBusy",
     "auth_digest",
     "circuit_digest",
     "decode_frame",
     "encode_frame",
     "error_from_wire",
     "read_frame",
+    "read_frame_bytes",
 ]
 
 MAGIC = b"AHEP"
@@ -96,6 +108,9 @@ MAX_NDIM = 8
 MAX_ARRAYS = 4096
 MAX_STEPS = 10_000_000  # settle lengths beyond this are refused (a typo, not a schedule)
 MAX_POINTS = 100_000
+RECV_CHUNK_BYTES = 1 << 20  # a frame's buffer grows by at most this much per read (bytes)
+HELLO_ID = 0  # the hello's request id; every later request of a connection uses 1 .. 2**63-1
+MAX_REQUEST_ID = 2**63 - 1
 
 DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16"]
@@ -121,6 +136,14 @@ class ProtocolError(ConnectionLost):
 
 class PeerClosed(ConnectionLost):
     """The peer closed the connection cleanly between two frames."""
+
+
+class ServerBusy(ConnectionLost):
+    """The server has no free connection slot right now: a transient refusal, retried."""
+
+
+class FrameIncomplete(TimeoutError):
+    """A started frame did not arrive completely within its time limit."""
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -198,7 +221,10 @@ def _decode_value(v: Any, arrays: Sequence[np.ndarray], depth: int = 0) -> Any:
             re, im = (_decode_value(p, arrays, depth + 1) for p in x)
             if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in (re, im)):
                 raise ProtocolError("$complex parts must be numbers")
-            return complex(re, im)
+            try:
+                return complex(re, im)
+            except OverflowError:  # integers beyond the float range
+                raise ProtocolError("$complex parts must be within the float range") from None
         raise ProtocolError(f"unknown tag {tag!r}")
     raise ProtocolError(f"unexpected JSON value of type {type(v).__name__}")
 
@@ -291,20 +317,82 @@ def decode_frame(header_bytes: bytes, payload: bytes | bytearray | memoryview) -
 
 
 def _recv_exact(sock: socket.socket, n: int, *, deadline: float | None) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
+    """``n`` bytes from ``sock`` by ``deadline`` (``time.monotonic()`` seconds; ``None``:
+    no limit).
+
+    The buffer starts at ``min(n, RECV_CHUNK_BYTES)`` and at most doubles each time it is
+    full, so it never holds more than twice the bytes that arrived plus one chunk: a peer
+    that claims a large frame and sends nothing costs no memory.
+
+    **Raises:** :class:`FrameIncomplete` after the deadline, :class:`ProtocolError` when
+    the peer closes mid-frame, ``OSError``.
+    """
+    buf = bytearray(min(n, RECV_CHUNK_BYTES))
     got = 0
     while got < n:
+        if got == len(buf):
+            buf.extend(bytes(min(n, 2 * got) - got))  # zero pages: lazily backed
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"frame incomplete after its time limit ({got}/{n} bytes)")
+                raise FrameIncomplete(f"frame incomplete after its time limit ({got}/{n} bytes)")
             sock.settimeout(left)
-        k = sock.recv_into(view[got:], n - got)
+        try:
+            with memoryview(buf) as view:
+                k = sock.recv_into(view[got:], len(buf) - got)
+        except TimeoutError:
+            raise FrameIncomplete(
+                f"frame incomplete after its time limit ({got}/{n} bytes)"
+            ) from None
         if k == 0:
             raise ProtocolError(f"connection closed mid-frame ({got}/{n} bytes)")
         got += k
     return buf
+
+
+def read_frame_bytes(
+    sock: socket.socket,
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    first_byte_timeout_s: float | None,
+    frame_timeout_s: float | None,
+    deadline: float | None = None,
+) -> tuple[bytearray, bytearray]:
+    """Read one frame from ``sock``, undecoded: ``(header, payload)`` bytes.
+
+    Waits up to ``first_byte_timeout_s`` (``None``: forever) for the frame to start, then
+    up to ``frame_timeout_s`` (seconds) for the rest of it; ``deadline``
+    (``time.monotonic()`` seconds) bounds both. The prefix's sizes are checked against the
+    limits (bytes) before anything else is read.
+
+    **Raises:** :class:`PeerClosed` (clean close before a frame), :class:`ProtocolError`
+    (bad prefix, oversized or truncated frame), ``TimeoutError`` (no frame started;
+    :class:`FrameIncomplete` for a started one), ``OSError``.
+    """
+    if deadline is not None:
+        first_byte_timeout_s = _until(deadline, first_byte_timeout_s)
+    sock.settimeout(first_byte_timeout_s)
+    first = sock.recv(1)
+    if not first:
+        raise PeerClosed("the peer closed the connection")
+    frame_deadline = None if frame_timeout_s is None else time.monotonic() + frame_timeout_s
+    if deadline is not None:
+        frame_deadline = deadline if frame_deadline is None else min(deadline, frame_deadline)
+    prefix = first + bytes(_recv_exact(sock, PREFIX_BYTES - 1, deadline=frame_deadline))
+    h_len, p_len = _parse_prefix(
+        prefix, max_header_bytes=max_header_bytes, max_payload_bytes=max_payload_bytes
+    )
+    header = _recv_exact(sock, h_len, deadline=frame_deadline)
+    payload = _recv_exact(sock, p_len, deadline=frame_deadline) if p_len else bytearray()
+    return header, payload
+
+
+def _until(deadline: float, timeout_s: float | None) -> float:
+    """The seconds left before ``deadline``, at most ``timeout_s`` (never below 1 ms: a
+    zero timeout would make the socket non-blocking)."""
+    left = max(deadline - time.monotonic(), 1e-3)
+    return left if timeout_s is None else min(left, timeout_s)
 
 
 def read_frame(
@@ -314,26 +402,21 @@ def read_frame(
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     first_byte_timeout_s: float | None,
     frame_timeout_s: float | None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Read and decode one frame from ``sock``.
+    """Read and decode one frame from ``sock`` (see :func:`read_frame_bytes`).
 
-    Waits up to ``first_byte_timeout_s`` (``None``: forever) for the frame to start, then
-    up to ``frame_timeout_s`` for the rest of it.
-
-    **Raises:** :class:`PeerClosed` (clean close before a frame), :class:`ProtocolError`
-    (malformed, oversized or truncated frame), ``TimeoutError``, ``OSError``.
+    **Raises:** what :func:`read_frame_bytes` raises, and :class:`ProtocolError` for a
+    frame whose header or arrays are not a valid message.
     """
-    sock.settimeout(first_byte_timeout_s)
-    first = sock.recv(1)
-    if not first:
-        raise PeerClosed("the peer closed the connection")
-    deadline = None if frame_timeout_s is None else time.monotonic() + frame_timeout_s
-    prefix = first + bytes(_recv_exact(sock, PREFIX_BYTES - 1, deadline=deadline))
-    h_len, p_len = _parse_prefix(
-        prefix, max_header_bytes=max_header_bytes, max_payload_bytes=max_payload_bytes
+    header, payload = read_frame_bytes(
+        sock,
+        max_header_bytes=max_header_bytes,
+        max_payload_bytes=max_payload_bytes,
+        first_byte_timeout_s=first_byte_timeout_s,
+        frame_timeout_s=frame_timeout_s,
+        deadline=deadline,
     )
-    header = _recv_exact(sock, h_len, deadline=deadline)
-    payload = _recv_exact(sock, p_len, deadline=deadline) if p_len else bytearray()
     return decode_frame(header, payload)
 
 
@@ -382,6 +465,9 @@ def error_from_wire(err: Any, *, where: str) -> AnalogHepError:
     if not isinstance(err, dict) or not isinstance(err.get("message"), str):
         return ProtocolError(f"{where}: malformed error reply")
     kind, msg = err.get("type"), err["message"]
+    # "retry": a transient refusal (no free slot); older servers only said so in words
+    if kind == "ChipBusy" and (err.get("retry") is True or msg == "too many connections"):
+        return ServerBusy(f"{where}: {msg}")
     if kind in ("ChipBusy", "UnknownSession"):
         return ConnectionLost(f"{where}: {msg}")
     if kind == "DriverError":
@@ -412,6 +498,24 @@ def _real_array(a: Any, what: str) -> np.ndarray:
     if a.dtype != np.float32:
         raise OutOfRange(f"{what} must be float32 on the wire, found {a.dtype}")
     return a
+
+
+def _real_number(v: Any) -> float | None:
+    """``v`` as a finite float, or ``None`` when it is not a finite real number (bools and
+    integers beyond the float range are not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _short(v: Any) -> str:
+    """``repr(v)`` cut to 60 characters (a hostile value can be huge)."""
+    text = repr(v) if not isinstance(v, np.ndarray) else f"an array {v.dtype} {v.shape}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _finite(a: np.ndarray, what: str) -> None:
@@ -487,6 +591,8 @@ def description_from_wire(d: Any) -> ChipDescription:
 
 def crossbar(desc: ChipDescription, name: Any) -> CrossbarInfo:
     """The crossbar called ``name``; :class:`OutOfRange` if the chip has none."""
+    if not isinstance(name, str):  # an array here would compare elementwise
+        raise OutOfRange(f"a crossbar name must be a string, found {type(name).__name__}")
     for c in desc.crossbars:
         if c.name == name:
             return c
@@ -528,8 +634,9 @@ def check_schedule(desc: ChipDescription, s: NudgeSchedule) -> None:
         b = complex(b)
         if not (math.isfinite(b.real) and math.isfinite(b.imag)):
             raise OutOfRange(f"beta {b} is not finite")
-        if caps.beta_max is not None and abs(b) > caps.beta_max:
-            raise OutOfRange(f"|beta| = {abs(b):.6g} exceeds the chip's beta_max {caps.beta_max}")
+        size = math.hypot(b.real, b.imag)  # abs() overflows near the float limit
+        if caps.beta_max is not None and size > caps.beta_max:
+            raise OutOfRange(f"|beta| = {size:.6g} exceeds the chip's beta_max {caps.beta_max}")
     if s.is_complex and not caps.complex_nudges:
         raise UnsupportedCapability(
             f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges): use real "
@@ -568,8 +675,8 @@ def check_outer_product(
         raise OutOfRange(
             f"{name}: rows and cols need the same R, found {rows.shape[0]}, {cols.shape[0]}"
         )
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
-        raise OutOfRange(f"{name}: lr must be a finite number, found {lr!r}")
+    if _real_number(lr) is None:
+        raise OutOfRange(f"{name}: lr must be a finite number, found {_short(lr)}")
     _finite(rows, f"{name}: rows")
     _finite(cols, f"{name}: cols")
 
@@ -621,9 +728,15 @@ def schedule_from_wire(d: Any) -> NudgeSchedule:
         raise OutOfRange(f"{len(betas)} nudge points exceed {MAX_POINTS}")
     out = []
     for b in betas:
-        if isinstance(b, bool) or not isinstance(b, (int, float, complex)):
-            raise OutOfRange(f"{what}: beta {b!r} is not a number")
-        out.append(complex(b))
+        if isinstance(b, complex):
+            out.append(b)
+            continue
+        f = _real_number(b)
+        if f is None:  # non-finite floats arrive as numbers too: check_schedule names them
+            if not isinstance(b, float):
+                raise OutOfRange(f"{what}: beta {_short(b)} is not a finite number")
+            f = b
+        out.append(complex(f))
     fs = _field(d, "free_steps", (int, type(None)), what)
     ns = _field(d, "nudge_steps", (int, type(None)), what)
     start = _field(d, "start", str, what)
@@ -718,23 +831,47 @@ def state_from_wire(d: Any) -> dict[str, np.ndarray]:
 
 
 class Request(NamedTuple):
-    """A decoded request: ``id`` (>= 0), ``op`` (one of :data:`OPS` or ``hello``), ``args``."""
+    """A decoded request: ``id``, ``op`` (one of :data:`OPS` or ``hello``), ``args``."""
 
     id: int
     op: str
     args: dict[str, Any]
 
 
-def request_from_message(msg: dict[str, Any]) -> Request:
-    """Check the envelope of a request message."""
+def request_id(msg: Any) -> int | None:
+    """The id of a request message when it is a valid one (to address an error reply),
+    else ``None``."""
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    return rid if type(rid) is int and HELLO_ID <= rid <= MAX_REQUEST_ID else None
+
+
+def request_from_message(msg: dict[str, Any], *, first: bool = True) -> Request:
+    """Check the envelope of a request message.
+
+    Ids are JSON integers (not bools, not floats): the hello, a connection's ``first``
+    request, has id :data:`HELLO_ID` (0); every later request an id in
+    ``[1, MAX_REQUEST_ID]`` and an op of :data:`OPS` (a second hello is refused).
+
+    **Raises:** :class:`ProtocolError` naming what is wrong.
+    """
     rid, op, args = msg.get("id"), msg.get("op"), msg.get("args", {})
-    if type(rid) is not int or not 0 <= rid < 2**63:
-        raise ProtocolError(f"request id must be an integer in [0, 2**63), found {rid!r}")
-    if op != "hello" and op not in OPS:
-        raise ProtocolError(f"unknown op {op!r}; known: {', '.join(OPS)}")
-    if not isinstance(args, dict):
-        raise ProtocolError("request args must be an object")
     extra = set(msg) - {"id", "op", "args"}
     if extra:
         raise ProtocolError(f"unknown request fields {sorted(extra)[:5]}")
+    if not isinstance(op, str):
+        raise ProtocolError(f"op must be a string, found {_short(op)}")
+    if first and op != "hello":
+        raise ProtocolError(f"the first request must be hello, found {_short(op)}")
+    if not first and op == "hello":
+        raise ProtocolError("hello is only valid as a connection's first request")
+    if op != "hello" and op not in OPS:
+        raise ProtocolError(f"unknown op {_short(op)}; known: {', '.join(OPS)}")
+    lo = HELLO_ID if first else HELLO_ID + 1
+    hi = HELLO_ID if first else MAX_REQUEST_ID
+    if type(rid) is not int or not lo <= rid <= hi:
+        raise ProtocolError(
+            f"{op}: request id must be an integer in [{lo}, {hi}], found {_short(rid)}"
+        )
+    if not isinstance(args, dict):
+        raise ProtocolError(f"{op}: request args must be an object")
     return Request(rid, op, args)

@@ -15,6 +15,10 @@ As a plugin (``pytest -p analog_hep.drivers.conformance_plugin``) it adds the op
 ``conformance_tests()`` (no driver) then runs against every ``--driver-under-test``::
 
     pytest -p analog_hep.drivers.conformance_plugin --driver-under-test mychip:port=/dev/ttyUSB0
+
+(or ``pytest_plugins = ["analog_hep.drivers.conformance_plugin"]`` in the top-level
+``conftest.py``). The checks call the driver with the argument types the controller uses
+(``jax.Array`` update factors and deltas among them): see docs/drivers.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ..physics import (
     write_noise_std_S,
     write_verify,
 )
-from ..spec import Circuit
+from ..spec import SEED_MAX, Circuit, check_fits
 from ._chip import Chip, Crossbar, fabricate
 from ._phases import dac, free_phase, measure, nudge_phases
 
@@ -190,16 +190,19 @@ def _program_step(card, xb: Crossbar, delta_w, tolerance_S, max_pulses, base_key
 DEFAULT_UNROLL = 1
 
 
-def _int_option(options: dict[str, str], name: str, default: int, minimum: int) -> int:
+def _int_option(
+    options: dict[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
     if name not in options:
         return int(default)
     try:
         value = int(options[name])
     except ValueError:
         value = minimum - 1
-    if value < minimum:
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}"
         raise SpecError(
-            f"--driver emulator: option {name}: expected an integer >= {minimum}, "
+            f"--driver emulator: option {name}: expected an integer >= {minimum}{upper}, "
             f"found {options[name]!r}"
         )
     return value
@@ -228,7 +231,7 @@ class EmulatorDriver:
             )
         self.circuit = circuit
         self.seed = int(seed)
-        self.chip_seed = _int_option(options, "chip_seed", circuit.spec.seed, 0)
+        self.chip_seed = _int_option(options, "chip_seed", circuit.spec.seed, 0, SEED_MAX)
         self.program_max_pulses = _int_option(options, "program_max_pulses", 200, 1)
         # The batch axis is sharded over all local JAX devices (GPUs, or CPU devices made with
         # XLA_FLAGS=--xla_force_host_platform_device_count=K); devices=1 keeps one device.
@@ -241,6 +244,9 @@ class EmulatorDriver:
         self.mesh = None
         if n_dev > 1:
             self.mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n_dev]), ("batch",))
+        # Every path that fabricates a chip (train, serve, sweeps, stability maps, the kit)
+        # refuses one that cannot fit before allocating it; one sample at one point.
+        check_fits(circuit.spec, batch=1, points=1, path=circuit.path, text=circuit.text)
         self.chip, self.clipped_at_fabrication = fabricate(
             circuit.spec, dict(circuit.devices), self.chip_seed
         )

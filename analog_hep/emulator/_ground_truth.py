@@ -25,7 +25,7 @@ from jaxtyping import Array, Float
 from .._numerics import matmul
 from ._chip import Chip
 from ._phases import free_phase
-from ._settle import Read, input_drive, neuron_targets, prepare_reads, softmax
+from ._settle import Read, input_drive, neuron_targets, prepare_reads
 
 __all__ = ["GroundTruth", "ground_truth"]
 
@@ -48,7 +48,9 @@ def _loss(chip: Chip, reads: dict[str, Read], s_last: Array, y: Array) -> Array:
     if cfg.loss == "cross_entropy":
         ro = reads["readout"]
         o = matmul(s_last, ro.w.T) * ro.fwd_gain + ro.b
-        logp = jnp.log(softmax(o))
+        # log_softmax, not log(softmax): softmax underflows to 0 in float32 once the
+        # logits spread by more than ~100, and log(0) gave an infinite loss.
+        logp = jax.nn.log_softmax(o, axis=-1)
         return -jnp.mean(jnp.sum(y * logp, axis=-1))
     return 0.5 * jnp.mean(jnp.sum((s_last - y) ** 2, axis=-1))
 

@@ -13,7 +13,7 @@ has to fall back (no complex nudges -> symmetric EP; unsettled complex points ->
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ import optax
 
 from ..drivers import ChipDescription, Driver, NudgeSchedule, Settled, UpdateReport
 from ..errors import UnsupportedCapability
-from ._estimators import softmax_holomorphic
+from ._circle import CIRCLE_BIAS, circle_check, circle_threshold
 from ._schedules import circle_betas
 from ._signals import Factors, dense, outer_factors, point_weights
 
@@ -44,6 +44,16 @@ class HepConfig:
     ``fallback_fraction``: when more than this fraction of the samples have complex points
     that did not settle, the step is redone with real nudges (N = 2); below it, those
     samples are dropped.
+
+    The circle diagnostic (``analog_hep.hep._circle``; hEP and online with ``N >= 3``): a
+    step is flagged when the batch ``rho = |c_{-1}| / |c_1|`` implies an aliasing bias
+    ``rho^{N/(N-2)}`` above ``circle_bias`` (the circle probably encloses a singularity of
+    ``s*(beta)``). ``circle_check``: ``warn`` (a note the first time; every step's figures
+    go to the record), ``shrink`` (also halve ``|beta|`` for the next steps after a flagged
+    step, down to ``circle_beta_floor``, default ``beta / 8``) or ``off`` (not computed).
+    Warn is the default: shrinking trades the bias for noise (the reason for a finite
+    ``|beta|``), and under neuron noise ``rho`` has a noise floor that would shrink
+    ``|beta|`` for nothing.
     """
 
     method: Method
@@ -58,6 +68,9 @@ class HepConfig:
     online_periods: int = 3
     online_steps: int = 10
     fallback_fraction: float = 0.5
+    circle_check: Literal["warn", "shrink", "off"] = "warn"
+    circle_bias: float = CIRCLE_BIAS
+    circle_beta_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,11 +149,24 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
     return Plan(method, points, sched, fallback, outer, tuple(messages))
 
 
+def _with_beta(p: Plan, cfg: HepConfig, beta: float) -> Plan:
+    """The same plan on a circle of radius ``beta`` (the shrink reaction)."""
+    fallback = None if p.fallback is None else _schedule("symmetric", 2, beta, cfg)
+    return replace(p, schedule=_schedule(p.method, p.points, beta, cfg), fallback=fallback)
+
+
 @dataclass
 class StepReport:
-    """One training step: free-phase loss (sum over the batch) and correct count, samples
+    """One training step: free-phase loss (sum over the samples whose loss is finite),
+    correct count, ``nonfinite`` samples whose free-phase loss is NaN or inf, samples
     used, samples dropped (unsettled or not finite), whether the N = 2 fallback was used,
-    whether the update was refused, and what the chip applied."""
+    whether the update was refused, and what the chip applied.
+
+    Circle diagnostic: ``beta`` the ``|beta|`` of this step; ``circle_ratio`` the batch
+    ``rho`` (``NaN`` when not computed: N <= 2, classic, fallback, off, refused);
+    ``circle_alarm`` whether it is above the threshold (the step is flagged);
+    ``circle_flagged`` used samples whose own ``rho_b`` is; ``notes`` what the controller
+    wants logged (the first flagged step, a shrink of ``|beta|``)."""
 
     loss_sum: float
     correct: int
@@ -150,26 +176,47 @@ class StepReport:
     fallback: bool
     refused: bool
     updates: list[UpdateReport] = field(default_factory=list)
+    nonfinite: int = 0
+    beta: float = math.nan
+    circle_ratio: float = math.nan
+    circle_alarm: bool = False
+    circle_flagged: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
-def _metrics(settled: Settled, y: jax.Array, loss: str) -> tuple[jax.Array, jax.Array]:
+def _free_terms(
+    settled: Settled, y: jax.Array, loss: str
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Free-phase loss sum over the samples whose loss is finite, correct count, and count
+    of samples whose loss is not finite (traced). Rows of ``y`` that are all zero are padding
+    and count in none of them; a sample without a finite loss has no prediction either."""
     if loss == "cross_entropy":
         logits = jnp.asarray(settled.free_logits).real
-        logp = jnp.log(softmax_holomorphic(logits))
-        losses = -jnp.sum(y * logp, axis=-1)
+        # log_softmax, not log(softmax): in float32 softmax underflows to 0 once the logits
+        # spread by more than ~100, and log(0) made finite logits give an infinite loss.
+        losses = -jnp.sum(y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
         pred = jnp.argmax(logits, axis=-1)
     else:
         out = jnp.asarray(settled.free_states[-1]).real
         losses = 0.5 * jnp.sum((out - y) ** 2, axis=-1)
         pred = jnp.argmax(out, axis=-1)
-    correct = jnp.sum(pred == jnp.argmax(y, axis=-1))
-    return jnp.sum(jnp.where(jnp.isfinite(losses), losses, 0.0)), correct
+    real = jnp.any(y != 0, axis=-1)
+    finite = jnp.isfinite(losses)
+    loss_sum = jnp.sum(jnp.where(finite & real, losses, 0.0))
+    correct = jnp.sum((pred == jnp.argmax(y, axis=-1)) & finite & real)
+    return loss_sum, correct, jnp.sum(~finite & real)
 
 
-def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int]:
-    """Sum of the loss and number of correct predictions of the free phase."""
-    loss_sum, correct = _metrics(settled, jnp.asarray(y), loss)
-    return float(loss_sum), int(correct)
+_free_counts = jax.jit(_free_terms, static_argnames=("loss",))
+"""Compiled :func:`_free_terms`: ``(loss_sum, correct, nonfinite)`` as device scalars (no
+transfer, so a caller can count every step without waiting for it)."""
+
+
+def free_metrics(settled: Settled, y: np.ndarray, loss: str) -> tuple[float, int, int]:
+    """Free phase of a batch: loss sum over the samples whose loss is finite, number of
+    correct predictions, and number of samples whose loss is not finite (NaN or inf)."""
+    loss_sum, correct, nonfinite = jax.device_get(_free_counts(settled, jnp.asarray(y), loss=loss))
+    return float(loss_sum), int(correct), int(nonfinite)
 
 
 def _settled_ok(residual: Any, states: tuple[Any, ...], tol: jax.Array) -> jax.Array:
@@ -187,13 +234,14 @@ def _settled_ok(residual: Any, states: tuple[Any, ...], tol: jax.Array) -> jax.A
 @partial(jax.jit, static_argnames=("loss",))
 def _guard(
     settled: Settled, y: jax.Array, tol: jax.Array, pts_tol: jax.Array, *, loss: str
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Free-phase loss sum and correct count, and which samples settled (free, points): one
-    compiled call and one transfer per step, whatever the driver returned."""
-    loss_sum, correct = _metrics(settled, y, loss)
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Free-phase loss sum (finite samples), correct count, count of samples whose loss is
+    not finite, and which samples settled (free, points): one compiled call and one transfer
+    per step, whatever the driver returned."""
+    loss_sum, correct, nonfinite = _free_terms(settled, y, loss)
     free_ok = _settled_ok(settled.free_residual, settled.free_states, tol)
     pts_ok = _settled_ok(settled.residual, settled.states, pts_tol)
-    return loss_sum, correct, free_ok, pts_ok
+    return loss_sum, correct, nonfinite, free_ok, pts_ok
 
 
 def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any]:
@@ -218,7 +266,7 @@ def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, A
     return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
 
 
-@partial(jax.jit, static_argnames=("method", "names", "has_bias"))
+@partial(jax.jit, static_argnames=("method", "names", "has_bias", "per_period"))
 def _signal(
     settled: Settled,
     y: jax.Array,
@@ -227,14 +275,18 @@ def _signal(
     method: str,
     names: tuple[str, ...],
     has_bias: tuple[bool, ...],
-) -> tuple[Factors, jax.Array]:
-    """Factors ``{name: (U, V)}`` of the estimate and whether all of them are finite."""
+    per_period: int = 0,
+) -> tuple[Factors, jax.Array, jax.Array, jax.Array]:
+    """Factors ``{name: (U, V)}`` of the estimate, whether all of them are finite, and the
+    circle diagnostic of the same points: ``rho_b`` ``(B,)`` and the batch ``rho`` (``NaN``
+    unless ``per_period`` >= 3; a weighted sum over the points, cheap next to the factors)."""
     states, logits, betas, w = _points(settled, method)
     factors = outer_factors(states, logits, betas, w, y, mask, names=names, has_bias=has_bias)
     finite = jnp.all(
         jnp.stack([jnp.isfinite(u).all() & jnp.isfinite(v).all() for u, v in factors.values()])
     )
-    return factors, finite
+    check = circle_check(states[1:], betas, mask, per_period=per_period)
+    return factors, finite, check.ratio, check.batch_ratio
 
 
 class Controller:
@@ -261,6 +313,9 @@ class Controller:
         shapes = {c.name: (c.n_out, c.n_in + 1) for c in self.desc.crossbars}
         self.opt_state = self.optimizer.init({n: jnp.zeros(s) for n, s in shapes.items()})
         self.step_count = 0
+        # |beta| of the next step (the shrink reaction lowers it; part of a checkpoint).
+        self.beta = cfg.beta
+        self.circle_warned = False
 
     # -- the learning signal -----------------------------------------------------------------
 
@@ -270,7 +325,9 @@ class Controller:
 
     def _signal(
         self, settled: Settled, y: Any, mask: np.ndarray, method: str
-    ) -> tuple[Factors, jax.Array]:
+    ) -> tuple[Factors, jax.Array, jax.Array, jax.Array]:
+        # Points per turn of the circle, for the diagnostic (< 3: none).
+        per_period = self.plan.points if method in ("hep", "online") else 0
         return _signal(
             settled,
             jnp.asarray(y, jnp.float32),
@@ -278,7 +335,41 @@ class Controller:
             method=method,
             names=self.names,
             has_bias=self.has_bias,
+            per_period=per_period if self.cfg.circle_check != "off" else 0,
         )
+
+    def _react(self, report: StepReport, ratio: np.ndarray, keep: np.ndarray) -> None:
+        """Count flagged samples; on a flagged batch warn once, or shrink ``|beta|``."""
+        cfg = self.cfg
+        threshold = circle_threshold(self.plan.points, cfg.circle_bias)
+        report.circle_flagged = int(np.sum(keep & (ratio > threshold)))
+        report.circle_alarm = report.circle_ratio > threshold
+        if not report.circle_alarm:
+            return
+        what = (
+            f"step {self.step_count}: the nudge circle |beta| = {self.beta:g} probably "
+            f"encloses a singularity of the fixed point: |c_-1|/|c_1| = "
+            f"{report.circle_ratio:.3g} > {threshold:.3g} ({report.circle_flagged} of "
+            f"{int(keep.sum())} samples above), the hEP estimate is biased"
+        )
+        if cfg.circle_check == "shrink":
+            floor = cfg.circle_beta_floor if cfg.circle_beta_floor is not None else cfg.beta / 8
+            new = max(self.beta / 2, floor)
+            if new < self.beta:
+                report.notes.append(f"{what}; |beta| -> {new:g} for the next steps")
+                self.set_beta(new)
+                return
+        if not self.circle_warned:
+            more = "" if cfg.circle_check == "warn" else f" (|beta| at its floor {self.beta:g})"
+            report.notes.append(
+                f"{what}{more}; the record's steps/circle_alarm counts every flagged step"
+            )
+            self.circle_warned = True
+
+    def set_beta(self, beta: float) -> None:
+        """Train on a circle of radius ``beta`` from the next step on."""
+        self.beta = float(beta)
+        self.plan = _with_beta(self.plan, self.cfg, self.beta)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -293,7 +384,7 @@ class Controller:
         # Online points follow a rotating nudge and are never at a fixed point by design
         # (T_dyn << T_osc keeps them close): only their finiteness is checked.
         pts_tol = np.inf if method == "online" else tol
-        loss_sum, correct, free_ok, pts_ok = jax.device_get(
+        loss_sum, correct, nonfinite, free_ok, pts_ok = jax.device_get(
             _guard(settled, y_dev, np.float32(tol), np.float32(pts_tol), loss=self.desc.loss)
         )
         fallback = False
@@ -303,7 +394,7 @@ class Controller:
             # crosses an unstable region of the beta plane: the real pair +-|beta| is safer
             # (paper Fig. 2b). A few failing samples are dropped instead (below).
             settled = self.driver.run_schedule(self.plan.fallback)
-            _, _, free_ok, pts_ok = jax.device_get(
+            _, _, _, free_ok, pts_ok = jax.device_get(
                 _guard(settled, y_dev, np.float32(tol), np.float32(tol), loss=self.desc.loss)
             )
             method, fallback = "symmetric", True
@@ -311,13 +402,19 @@ class Controller:
         report = StepReport(
             float(loss_sum), int(correct), b, int(keep.sum()), int(b - keep.sum()), fallback, False
         )
+        report.beta = self.beta
+        report.nonfinite = int(nonfinite)
         if not keep.any():
             report.refused = True
             return report
-        factors, finite = self._signal(settled, y_dev, keep, method)
+        factors, finite, ratio, batch_ratio = self._signal(settled, y_dev, keep, method)
+        finite, ratio, batch_ratio = jax.device_get((finite, ratio, batch_ratio))
+        report.circle_ratio = float(batch_ratio)
         if not bool(finite):
             report.refused = True
             return report
+        if not math.isnan(report.circle_ratio):
+            self._react(report, np.asarray(ratio), keep)
         if self.plan.use_outer_product:
             # Plain SGD: the chip applies the factors themselves; the dense gradient is never
             # formed on the digital side.
@@ -332,8 +429,9 @@ class Controller:
         self.step_count += 1
         return report
 
-    def evaluate(self, x: Any, y: Any) -> tuple[float, int]:
-        """Free phase only: ``(loss sum, correct count)`` on a batch."""
+    def evaluate(self, x: Any, y: Any) -> tuple[float, int, int]:
+        """Free phase only, on a batch: ``(loss sum over finite samples, correct count,
+        samples with a non-finite loss)``; all-zero rows of ``y`` are padding."""
         self.driver.load_inputs(x, None)
         settled = self.driver.run_schedule(NudgeSchedule(betas=()))
         return free_metrics(settled, y, self.desc.loss)
@@ -344,6 +442,7 @@ class Controller:
         leaves = jax.tree_util.tree_leaves(self.opt_state)
         out = {f"opt/{i}": np.asarray(a) for i, a in enumerate(leaves)}
         out["step_count"] = np.asarray(self.step_count, np.int64)
+        out["beta"] = np.asarray(self.beta, np.float64)
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -351,6 +450,8 @@ class Controller:
         new = [jnp.asarray(state[f"opt/{i}"]).astype(a.dtype) for i, a in enumerate(leaves)]
         self.opt_state = jax.tree_util.tree_unflatten(treedef, new)
         self.step_count = int(state["step_count"])
+        if "beta" in state:  # checkpoints written before the circle diagnostic have none
+            self.set_beta(float(state["beta"]))
 
 
 def epochs_to_steps(epochs: int, n_train: int, batch: int) -> int:

@@ -7,6 +7,8 @@
 
 from ._base import FieldError as FieldError
 from ._base import SpecModel as SpecModel
+from ._circuit import DEFAULT_TRAINING as DEFAULT_TRAINING
+from ._circuit import SEED_MAX as SEED_MAX
 from ._circuit import ActivationSpec as ActivationSpec
 from ._circuit import CircuitSpec as CircuitSpec
 from ._circuit import CrossbarSpec as CrossbarSpec
@@ -18,7 +20,9 @@ from ._circuit import NeuronSpec as NeuronSpec
 from ._circuit import OptimizerSpec as OptimizerSpec
 from ._circuit import PeripherySpec as PeripherySpec
 from ._circuit import ReadoutSpec as ReadoutSpec
+from ._circuit import Seed as Seed
 from ._circuit import TrainingSpec as TrainingSpec
+from ._circuit import seed_problem as seed_problem
 from ._device import ConductanceSpec as ConductanceSpec
 from ._device import ConstantStepResponse as ConstantStepResponse
 from ._device import DeviceCard as DeviceCard
@@ -39,6 +43,11 @@ from ._load import load_any as load_any
 from ._load import load_circuit as load_circuit
 from ._load import load_device as load_device
 from ._load import parse_spec as parse_spec
+from ._memory import MemoryEstimate as MemoryEstimate
+from ._memory import available_memory as available_memory
+from ._memory import check_fits as check_fits
+from ._memory import estimate_memory as estimate_memory
+from ._memory import format_bytes as format_bytes
 from ._resolve import available_circuits as available_circuits
 from ._resolve import available_devices as available_devices
 from ._resolve import find_circuit as find_circuit

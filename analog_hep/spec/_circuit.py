@@ -11,11 +11,13 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from ._base import FieldError, SpecModel
 
 __all__ = [
+    "DEFAULT_TRAINING",
+    "SEED_MAX",
     "ActivationSpec",
     "CircuitSpec",
     "CrossbarSpec",
@@ -27,12 +29,36 @@ __all__ = [
     "OptimizerSpec",
     "PeripherySpec",
     "ReadoutSpec",
+    "Seed",
     "TrainingSpec",
+    "seed_problem",
 ]
 
 NonNeg = Annotated[float, Field(ge=0.0)]
 Pos = Annotated[float, Field(gt=0.0)]
 PosInt = Annotated[int, Field(ge=1)]
+SEED_MAX = 2**32 - 1
+"""Largest seed: a 32-bit unsigned integer, what JAX's ``PRNGKey`` and NumPy take everywhere."""
+
+
+def seed_problem(value: int) -> str | None:
+    """Why ``value`` is not a usable seed (``None`` if it is): the range and the reason."""
+    if 0 <= value <= SEED_MAX:
+        return None
+    return (
+        f"expected a seed in 0 ... {SEED_MAX} (2**32 - 1: a 32-bit unsigned integer, as JAX's "
+        f"PRNGKey and NumPy take it), found {value}"
+    )
+
+
+def _check_seed(value: int) -> int:
+    problem = seed_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_check_seed)]
 
 
 class ActivationSpec(SpecModel):
@@ -262,7 +288,9 @@ class TrainingSpec(SpecModel):
     ``online_periods`` periods of ``points`` samples, each ``online_steps`` settle steps,
     without resetting the state). ``residual_tol``: states whose settle residual exceeds it
     are not used for learning. ``fallback_fraction``: above this fraction of samples with
-    unsettled complex points, a step falls back to real nudges (N = 2).
+    unsettled complex points, a step falls back to real nudges (N = 2). ``circle_check``:
+    what the controller does when the nudge circle probably encloses a singularity of the
+    fixed point (``warn``, ``shrink`` |beta|, ``off``; docs/gradients.md).
     """
 
     method: Literal["hep", "classic", "symmetric", "online"]
@@ -276,6 +304,22 @@ class TrainingSpec(SpecModel):
     online_steps: PosInt = 10
     update: Literal["auto", "outer_product", "program"] = "auto"
     fallback_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    circle_check: Literal["warn", "shrink", "off"] = "warn"
+
+
+DEFAULT_TRAINING = TrainingSpec(
+    method="hep",
+    points=6,
+    beta=0.4,
+    batch=20,
+    epochs=10,
+    optimizer=OptimizerSpec(name="sgd", lr=0.2, momentum=0.0, schedule="constant"),
+    residual_tol=0.5,
+)
+"""The training settings of a circuit without a ``training`` section (each can be overridden
+on the command line): hEP with 6 points at |beta| = 0.4, batch 20, SGD lr 0.2 (the digits
+circuit's measured settings, 10 epochs), and a residual tolerance of 0.5 activity units that
+catches divergence and NaN but not the noise floor of a noisy chip (docs/specs.md)."""
 
 
 class CircuitSpec(SpecModel):
@@ -283,7 +327,7 @@ class CircuitSpec(SpecModel):
 
     name: str = Field(min_length=1)
     description: str = ""
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
     layers: tuple[PosInt, ...] = Field(min_length=2, strict=False)
     readout: ReadoutSpec
     neuron: NeuronSpec

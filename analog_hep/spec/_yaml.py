@@ -11,6 +11,14 @@ PyYAML's ``SafeLoader`` follows YAML 1.1, which has three traps for hardware spe
 The loader also records the 1-based line of every mapping key and sequence item, keyed by its
 path from the document root (``("crossbars", "default", "init", "std")``, ``("layers", 2)``),
 so that validation errors can say ``FILE:LINE``.
+
+Hostile input costs bounded memory and time: a document is refused, with one line naming the
+file and line, when it is larger than :data:`MAX_BYTES`, nests deeper than :data:`MAX_DEPTH`,
+or expands to more than :data:`MAX_NODES` values once every alias is counted at each use (the
+"billion laughs" bomb). These limits are checked on PyYAML's event stream, which is read
+without recursion and without building the document, before anything is composed; a value
+that a tag cannot convert (``!!int abc``, a 5,000-digit integer, a 13th month) is reported at
+its line.
 """
 
 from __future__ import annotations
@@ -22,14 +30,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    Event,
+    NodeEvent,
+    ScalarEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import SpecError
 
 __all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
     "KeyPath",
     "SpecLoader",
     "YamlDoc",
+    "check_limits",
+    "decode_text",
     "format_path",
     "line_of",
     "load_yaml",
@@ -38,6 +59,16 @@ __all__ = [
 
 KeyPath = tuple[str | int, ...]
 """Path from the document root to a value: mapping keys and sequence indices."""
+
+MAX_BYTES = 256 * 1024
+"""Largest spec document, in bytes (UTF-8): the shipped circuits, cards and sweeps are < 4 KiB,
+and PyYAML reads about 2 MB/s, so a document costs at most ~0.2 s to read."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists (the specs nest at most 5 levels)."""
+MAX_NODES = 20_000
+"""Most values (scalars, lists, mappings) in a document, an alias counting as the values it
+stands for at each use: caps the memory and time of composing and validating one document
+(~0.7 s and ~20 MB at the limit)."""
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -57,7 +88,22 @@ _FLOAT_RE = re.compile(
 
 
 class SpecLoader(yaml.SafeLoader):
-    """``SafeLoader`` with YAML 1.2 booleans and floats (see the module docstring)."""
+    """``SafeLoader`` with YAML 1.2 booleans and floats (see the module docstring).
+
+    A value that its tag's constructor cannot convert (``!!int abc``, a 5,000-digit integer,
+    ``2001-13-45``) raises ``ConstructorError`` at the value's line instead of a bare
+    ``ValueError``.
+    """
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.MarkedYAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as err:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot convert {_short(node)}: {_one_line(str(err))}", node.start_mark
+            ) from None
 
 
 # Rebuild the implicit resolvers of the subclass only: drop YAML 1.1 bool and float, add ours.
@@ -86,6 +132,106 @@ class YamlDoc:
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _short(node: Node) -> str:
+    """``the value 'abc' (!!int)``: a node for messages, at most ~60 characters."""
+    if not isinstance(node, ScalarNode):
+        return "the value"
+    text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return f"the value {text!r} ({tag})"
+
+
+@dataclass
+class _Frame:
+    """An open list or mapping in the event stream: its anchor, where its count began, and
+    the deepest level reached inside it."""
+
+    anchor: str | None
+    nodes_before: int
+    depth: int
+    deepest: int
+
+
+def _line(event: Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark is not None else 1
+
+
+def check_limits(text: str, *, path: str) -> None:
+    """Refuse a document that exceeds :data:`MAX_BYTES`, :data:`MAX_DEPTH` or :data:`MAX_NODES`.
+
+    Reads PyYAML's event stream (iteratively: no recursion, no document built, memory bounded
+    by the text), counting every alias as the values of its anchor and as deep as its anchor.
+
+    **Raises:** :class:`SpecError` ``FILE:LINE: ...`` naming the limit; ``yaml.YAMLError`` for
+    text that is not YAML (the caller turns it into a :class:`SpecError`).
+    """
+    # Characters never outnumber UTF-8 bytes: a long text is refused without encoding it.
+    size = len(text) if len(text) > MAX_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        line = text[:MAX_BYTES].count("\n") + 1
+        raise SpecError(
+            f"{path}:{line}: the document is larger than the limit of {MAX_BYTES} bytes "
+            "(256 KiB) for a circuit, device card or sweep file"
+        )
+    loader = SpecLoader(text)
+    try:
+        _scan_events(loader, path)
+    finally:
+        loader.dispose()
+
+
+def _scan_events(loader: SpecLoader, path: str) -> None:
+    """The event loop of :func:`check_limits`."""
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) it expands to
+    stack: list[_Frame] = []
+    nodes = 0
+    while loader.check_event():
+        event = loader.get_event()
+        if not isinstance(event, NodeEvent | CollectionEndEvent):
+            continue
+        level = len(stack) + 1  # the level of a value that starts here
+        if isinstance(event, AliasEvent):
+            name = str(event.anchor)
+            if any(f.anchor == name for f in stack):
+                raise SpecError(
+                    f"{path}:{_line(event)}: alias *{name} refers to a value that contains it "
+                    "(a recursive alias); a spec cannot be recursive"
+                )
+            count, height = anchors.get(name, (1, 1))
+            nodes += count
+            reached = level + height - 1
+        elif isinstance(event, ScalarEvent):
+            nodes += 1
+            reached = level
+            if event.anchor is not None:
+                anchors[str(event.anchor)] = (1, 1)
+        elif isinstance(event, CollectionStartEvent):
+            stack.append(_Frame(event.anchor, nodes, level, level))
+            nodes += 1
+            reached = level
+        else:  # CollectionEndEvent
+            frame = stack.pop()
+            if frame.anchor is not None:
+                anchors[str(frame.anchor)] = (
+                    nodes - frame.nodes_before,
+                    frame.deepest - frame.depth + 1,
+                )
+            reached = frame.deepest
+        if reached > MAX_DEPTH:
+            raise SpecError(
+                f"{path}:{_line(event)}: nesting deeper than {MAX_DEPTH} levels of lists and "
+                "mappings (counting aliases); a spec nests a few levels"
+            )
+        if nodes > MAX_NODES:
+            raise SpecError(
+                f"{path}:{_line(event)}: the document expands to more than {MAX_NODES} values "
+                "here, counting each use of an alias as the values it stands for (an alias "
+                "bomb?); a spec holds a few hundred"
+            )
+        if stack:
+            stack[-1].deepest = max(stack[-1].deepest, reached)
 
 
 def _key_value(loader: SpecLoader, node: Node) -> Any:
@@ -166,6 +312,40 @@ def _kind(node: Node) -> str:
     return "not a mapping"
 
 
+def _yaml_error(err: yaml.YAMLError, *, text: str, path: str) -> SpecError:
+    """One ``FILE:LINE: not valid YAML: ...`` line for a PyYAML error."""
+    if isinstance(err, yaml.reader.ReaderError):  # a control character or NUL byte
+        line = text.count("\n", 0, max(err.position, 0)) + 1
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+        return SpecError(
+            f"{path}:{line}: not valid YAML: unacceptable character {char} (binary data or "
+            "control characters; a spec is text)"
+        )
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        column = f" (column {mark.column + 1})" if mark is not None else ""
+        problem = _one_line(err.problem or err.context or "syntax error")
+        return SpecError(f"{path}:{line}: not valid YAML: {problem}{column}")
+    return SpecError(f"{path}:1: not valid YAML: {_one_line(str(err))}")
+
+
+def _compose(loader: SpecLoader, *, path: str) -> YamlDoc:
+    """Compose and construct the single mapping document of ``loader``, with its key lines."""
+    node = loader.get_single_node()
+    if node is None:
+        raise SpecError(f"{path}:1: not a YAML mapping: the file is empty")
+    if not isinstance(node, MappingNode):
+        raise SpecError(
+            f"{path}:{node.start_mark.line + 1}: not a YAML mapping: the top level is "
+            f"{_kind(node)}; a circuit or device card is a mapping of 'key: value' lines"
+        )
+    lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
+    _record(loader, node, (), lines, file=path)
+    data = loader.construct_document(node)
+    return YamlDoc(data=data, lines=lines, path=path, text="")
+
+
 def load_yaml(text: str, *, path: str) -> YamlDoc:
     """Parse ``text`` as one YAML mapping, recording the line of every key.
 
@@ -174,55 +354,69 @@ def load_yaml(text: str, *, path: str) -> YamlDoc:
     **Returns:** a :class:`YamlDoc`.
 
     **Raises:** :class:`SpecError` (one line, ``FILE:LINE: ...``) if the text is not YAML, is
-    not a mapping at the top level, or repeats a key within one mapping.
+    not a mapping at the top level, repeats a key within one mapping, or exceeds
+    :data:`MAX_BYTES`, :data:`MAX_DEPTH` or :data:`MAX_NODES`.
 
     >>> load_yaml("g_max_S: 1e-5\\nlayers: [2, 3]\\n", path="x.yaml").data
     {'g_max_S': 1e-05, 'layers': [2, 3]}
     """
-    loader = SpecLoader(text)
+    loader: SpecLoader | None = None
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise SpecError(f"{path}:1: not a YAML mapping: the file is empty")
-        if not isinstance(node, MappingNode):
-            raise SpecError(
-                f"{path}:{node.start_mark.line + 1}: not a YAML mapping: the top level is "
-                f"{_kind(node)}; a circuit or device card is a mapping of 'key: value' lines"
-            )
-        lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
-        _record(loader, node, (), lines, file=path)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        column = f" (column {mark.column + 1})" if mark is not None else ""
-        problem = _one_line(err.problem or err.context or "syntax error")
-        raise SpecError(f"{path}:{line}: not valid YAML: {problem}{column}") from None
+        check_limits(text, path=path)  # before composing: bounded memory and time
+        loader = SpecLoader(text)
+        doc = _compose(loader, path=path)
     except yaml.YAMLError as err:
-        raise SpecError(f"{path}:1: not valid YAML: {_one_line(str(err))}") from None
+        raise _yaml_error(err, text=text, path=path) from None
+    except RecursionError:  # not expected below MAX_DEPTH; never a traceback
+        raise SpecError(f"{path}:1: nesting too deep to read") from None
     finally:
-        loader.dispose()
-    return YamlDoc(data=data, lines=lines, path=path, text=text)
+        if loader is not None:
+            loader.dispose()
+    return YamlDoc(data=doc.data, lines=doc.lines, path=path, text=text)
+
+
+def _read_capped(file: Path) -> bytes:
+    """At most ``MAX_BYTES + 1`` bytes of a regular file (so /dev/zero or a FIFO costs nothing)."""
+    try:
+        if not file.exists():
+            raise SpecError(f"{file}: file not found")
+        if file.is_dir():
+            raise SpecError(f"{file}: is a directory, expected a YAML file")
+        if not file.is_file():
+            raise SpecError(f"{file}: not a regular file, expected a YAML file")
+        with file.open("rb") as handle:
+            return handle.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise SpecError(f"{file}: cannot read ({err.strerror or err})") from None
 
 
 def read_yaml(file: Path) -> YamlDoc:
-    """Read ``file`` (UTF-8) and parse it with :func:`load_yaml`.
+    """Read ``file`` (UTF-8, at most :data:`MAX_BYTES`) and parse it with :func:`load_yaml`.
 
-    **Raises:** :class:`SpecError` naming the file if it cannot be read or is not a YAML mapping.
+    **Raises:** :class:`SpecError` naming the file (and the line, where there is one) if it
+    cannot be read, is too large, is not UTF-8 text or is not a YAML mapping.
     """
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{file}: file not found") from None
-    except IsADirectoryError:
-        raise SpecError(f"{file}: is a directory, expected a YAML file") from None
-    except UnicodeDecodeError as err:
+    raw = _read_capped(file)
+    if len(raw) > MAX_BYTES:
+        line = raw[:MAX_BYTES].count(b"\n") + 1
         raise SpecError(
-            f"{file}: not a UTF-8 text file ({err.reason} at byte {err.start})"
+            f"{file}:{line}: the file is larger than the limit of {MAX_BYTES} bytes (256 KiB) for "
+            "a circuit, device card or sweep file"
+        )
+    return load_yaml(decode_text(raw, file, expected="a spec is YAML text"), path=str(file))
+
+
+def decode_text(raw: bytes, file: str | Path, *, expected: str) -> str:
+    """``raw`` as UTF-8 text, or one :class:`SpecError` line naming ``file``, the line of the
+    first bad byte and ``expected`` (what the file should hold)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError(
+            f"{file}:{line}: not a UTF-8 text file ({err.reason} at byte {err.start}); "
+            f"{expected}"
         ) from None
-    except OSError as err:
-        raise SpecError(f"{file}: cannot read ({err.strerror or err})") from None
-    return load_yaml(text, path=str(file))
 
 
 def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int:

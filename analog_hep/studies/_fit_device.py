@@ -43,6 +43,7 @@ counted as c2c noise (it enters each step twice).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from scipy.optimize import least_squares
 
 from ..errors import SpecError
 from ..spec import DeviceCard
+from ..spec._yaml import decode_text
 
 __all__ = [
     "FIT_MODELS",
@@ -108,6 +110,31 @@ def _row_error(path: str, line: int, column: str, expected: str, found: str) -> 
     return SpecError(f"{path}:{line}: {column}: expected {expected}, found {found!r} (row {line})")
 
 
+MAX_CSV_BYTES = 256 * 1024 * 1024
+"""Largest measurements file read (bytes): ~5 million pulse rows."""
+
+
+def _read_csv_text(p: str) -> str:
+    """The measurements file as text: UTF-8, at most :data:`MAX_CSV_BYTES`.
+
+    **Raises:** :class:`SpecError` naming the file (and the line of a byte that is not UTF-8)
+    for a file that cannot be read, is too large, or is binary / in another encoding.
+    """
+    try:
+        with open(p, "rb") as raw_file:
+            raw = raw_file.read(MAX_CSV_BYTES + 1)
+    except OSError as err:
+        raise SpecError(f"{p}: cannot read the measurements file: {err.strerror}") from None
+    if len(raw) > MAX_CSV_BYTES:
+        raise SpecError(
+            f"{p}: the measurements file is larger than the limit of {MAX_CSV_BYTES} bytes "
+            "(256 MiB)"
+        )
+    return decode_text(
+        raw, p, expected="expected a CSV of device,pulse,direction,conductance_S rows"
+    )
+
+
 def read_measurements(path: str | Path) -> PulseData:
     """Read and check a pulse-response CSV (see the module docstring).
 
@@ -117,11 +144,7 @@ def read_measurements(path: str | Path) -> PulseData:
     number of one device, or too little data.
     """
     p = str(path)
-    try:
-        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115
-    except OSError as err:
-        raise SpecError(f"{p}: cannot read the measurements file: {err.strerror}") from None
-    with handle:
+    with io.StringIO(_read_csv_text(p), newline="") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..emulator import dac, fabricate, free_phase, ground_truth, measure, nudge_phases
 from ..hep import circle_betas, classic_estimate, hep_estimate
+from ..hep._circle import circle_check, circle_flags, circle_threshold
 from ..spec import Circuit
 from ._overrides import with_overrides
 
@@ -33,6 +34,13 @@ class GradcheckResult:
     ``cosine``/``rel_error`` are per crossbar (weights and, where the crossbar has one,
     bias, flattened together); ``*_total`` over all trainable parameters.
     ``rel_error = |g_est - g_true| / |g_true|``.
+
+    The circle diagnostic (hEP with ``N >= 3`` only, else ``NaN``/0; ``analog_hep.hep._circle``):
+    ``circle_ratio`` per sample ``rho_b = |c_{-1}| / |c_1|`` of the hidden states over the
+    ``N`` points, ``circle_batch_ratio`` the signal-weighted batch value; ``circle_alarm``
+    when that exceeds ``circle_threshold`` (the circle probably encloses a singularity of
+    ``s*(beta)``: the estimate is not to be trusted), ``circle_flagged`` the samples whose
+    own ``rho_b`` does.
     """
 
     circuit: str
@@ -53,12 +61,22 @@ class GradcheckResult:
     nudge_residual: float
     adjoint_residual: float
     seconds: float
+    circle_ratio: list[float]
+    circle_batch_ratio: float
+    circle_alarm: bool
+    circle_flagged: int
+    circle_threshold: float
     estimate: dict[str, np.ndarray] = field(repr=False)
     truth: dict[str, np.ndarray] = field(repr=False)
 
     def to_json(self) -> dict[str, object]:
         """Everything but the gradient arrays, as plain JSON types."""
         out = {k: v for k, v in self.__dict__.items() if k not in ("estimate", "truth")}
+        # No statistic (N <= 2, classic EP) is NaN here and null in JSON, which has no NaN.
+        out["circle_ratio"] = [None if np.isnan(r) else r for r in self.circle_ratio]
+        for k in ("circle_batch_ratio", "circle_threshold"):
+            if np.isnan(out[k]):
+                out[k] = None
         return out
 
 
@@ -147,7 +165,12 @@ def gradcheck(
         pts = nudge_phases(chip, free, y, betas, steps=cfg.nudge_steps, start=start, key=k_nudge)
         p_read = measure(chip, pts)  # type: ignore[arg-type]
         est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, names)
+        check = circle_check(p_read.states[1:], pts.betas, per_period=n)
 
+    if method == "classic":
+        n = 1
+        check = circle_check(p_read.states[1:], pts.betas, per_period=n)
+    ratio = np.asarray(check.ratio, np.float64)
     has_bias = {n: chip.crossbars[n].has_bias for n in names}
 
     def flat(g: dict[str, tuple[jax.Array, jax.Array]], n: str) -> np.ndarray:
@@ -178,6 +201,11 @@ def gradcheck(
         nudge_residual=float(jnp.max(pts.residual)),
         adjoint_residual=float(truth.adjoint_residual),
         seconds=time.perf_counter() - t0,
+        circle_ratio=[float(r) for r in ratio],
+        circle_batch_ratio=float(check.batch_ratio),
+        circle_alarm=bool(circle_flags(check.batch_ratio, n)),
+        circle_flagged=int(np.sum(np.asarray(circle_flags(ratio, n)))),
+        circle_threshold=circle_threshold(n),
         estimate=e,
         truth=t,
     )

@@ -12,7 +12,8 @@
 - a training sweep (kind ``train``): final accuracies, test accuracy per epoch of every
   point, pulses per step.
 - a run record (``analog-hep-run/1``): loss and accuracy per epoch, loss and pulses per
-  step, conductance histograms of every crossbar at the first and last checkpoint.
+  step, conductance histograms of every crossbar at the first and last checkpoint, and the
+  chip's ``describe().extra`` (calibration) as recorded, with what changed per checkpoint.
 - a stability map (``analog-hep-stability/1``): the map (paper Fig. 2b).
 
 Figures are drawn with matplotlib (the ``plots`` extra) on the Agg backend.
@@ -20,6 +21,7 @@ Figures are drawn with matplotlib (the ``plots`` extra) on the Agg backend.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -62,6 +64,9 @@ class Report:
     markdown: Path
     figures: list[Path] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Per run record: the driver's describe().extra at creation ("created") and at each
+    # checkpoint where it changed ("changed": {epoch: {key: value}}).
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # Result columns of a training sweep shown in the report's table.
@@ -655,17 +660,71 @@ def _plot_steps(steps: dict[str, np.ndarray], out: Path) -> Path | None:
     return out
 
 
+def _json(raw: Any, where: str) -> dict[str, Any]:
+    """A JSON-object attribute, decoded; one line naming ``where`` when it is not one."""
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _extras(h5: h5py.File, path: Path) -> dict[str, Any]:
+    """``{"created": extra, "changed": {epoch: {key: value}}}`` of a run record: the
+    driver's ``describe().extra`` at creation and what differed from it at each checkpoint
+    (absent in records written before it was stored)."""
+    created = h5.attrs.get("extra")
+    created = {} if created is None else _json(created, f"{path}: attribute 'extra'")
+    changed: dict[int, dict[str, Any]] = {}
+    for name in _checkpoints(h5):
+        raw = h5["checkpoints"][name].attrs.get("extra")
+        if raw is None or not re.fullmatch(r"epoch_\d+", name):
+            continue
+        now = _json(raw, f"{path}: checkpoints/{name}: attribute 'extra'")
+        diff = {k: v for k, v in now.items() if created.get(k, object()) != v}
+        if diff:
+            changed[int(name.split("_")[-1]) + 1] = diff
+    return {"created": created, "changed": changed}
+
+
+def _extras_md(extras: dict[str, Any], driver: str) -> str:
+    """Markdown: the recorded ``describe().extra`` as a key/value table, then changes."""
+    if not extras["created"] and not extras["changed"]:
+        return f"Driver `{driver}`: no `describe().extra` recorded.\n"
+    rows = [{"key": k, "value": json.dumps(v)} for k, v in extras["created"].items()]
+    out = [f"Driver `{driver}`, `describe().extra` when the record was created:\n"]
+    out.append(_md_table(rows, ["key", "value"]) + "\n")
+    for epoch, diff in extras["changed"].items():
+        what = ", ".join(f"`{k}` = {json.dumps(v)}" for k, v in diff.items())
+        out.append(f"Changed at the checkpoint after epoch {epoch}: {what}.\n")
+    return "\n".join(out)
+
+
 def _run_record(path: Path, out_dir: Path, rep: Report, md: list[str]) -> None:
     stem = _slug(path.stem)
     with h5py.File(path, "r", locking=False) as h5:
         metrics = {k: np.asarray(v) for k, v in h5.get("metrics", {}).items()}
         steps = {k: np.asarray(v) for k, v in h5.get("steps", {}).items()}
         method = str(h5.attrs.get("config", ""))
+        driver = str(h5.attrs.get("driver", "?"))
+        extras = _extras(h5, path)
         f_g = _plot_conductances(h5, out_dir / f"{stem}_conductances.png")
     md.append(f"## {path.name}: training run\n")
     m = re.search(r'"method": "(\w+)"', method)
     if m:
         md.append(f"Method {m.group(1)}; {len(metrics.get('epoch', []))} epochs recorded.\n")
+    md.append(_extras_md(extras, driver))
+    rep.extras[str(path)] = extras
+    for split in ("train", "test"):
+        bad = metrics.get(f"{split}_nonfinite")
+        if bad is not None and np.nansum(bad) > 0:
+            md.append(
+                f"{split.capitalize()} samples with a NaN or inf loss per epoch (left out of "
+                f"the {split} loss, which is – where none was finite): "
+                f"{', '.join(_fmt(float(b)) for b in bad)}.\n"
+            )
     figures = []
     f = _plot_curves(
         {"run": {"metrics": metrics}}, {"run": path.stem}, out_dir / f"{stem}_training.png"

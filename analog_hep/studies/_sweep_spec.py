@@ -48,6 +48,7 @@ from ..spec import (
     DeviceCard,
     FieldError,
     KeyPath,
+    Seed,
     SpecModel,
     available_devices,
     find_circuit,
@@ -105,7 +106,7 @@ class GradcheckPoint(SpecModel):
     points: PosInt | None = None
     beta: Pos
     batch: PosInt
-    seed: NonNegInt = 0
+    seed: Seed = 0
     noise: NonNeg | None = None
     free_steps: PosInt | None = None
     nudge_steps: PosInt | None = None
@@ -149,7 +150,7 @@ class TrainPoint(SpecModel):
     update: Literal["auto", "outer_product", "program"] | None = None
     online_periods: PosInt | None = None
     online_steps: PosInt | None = None
-    seed: NonNegInt | None = None
+    seed: Seed | None = None
     dataset: str | None = None
     max_train: PosInt | None = None
     noise: NonNeg | None = None

@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ from ..data import Dataset, load_dataset
 from ..drivers import Driver, open_driver
 from ..errors import AnalogHepError, ConnectionLost, DriverTimeout, SpecError
 from ..hep import Controller, HepConfig, StepReport, epochs_to_steps
-from ..spec import Circuit, TrainingSpec
+from ..spec import DEFAULT_TRAINING, Circuit, TrainingSpec
 from ._overrides import with_overrides
-from ._record import Record
+from ._record import Record, ResumePoint
 
-__all__ = ["TrainOptions", "TrainResult", "train"]
+__all__ = ["TrainOptions", "TrainResult", "loss_text", "train"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,12 @@ class TrainOptions:
     fallback_fraction: float = 0.5
     noise: float | None = None
     eval_batch: int = 250
+    circle_check: str = "warn"
 
     @classmethod
     def from_circuit(cls, circuit: Circuit, **overrides: Any) -> TrainOptions:
-        t: TrainingSpec | None = circuit.spec.training
+        # No training section: the documented defaults (docs/specs.md), one place in spec/.
+        t: TrainingSpec | None = circuit.spec.training or DEFAULT_TRAINING
         given = {k: v for k, v in overrides.items() if v is not None}
         base: dict[str, Any] = {}
         if t is not None:
@@ -72,13 +74,15 @@ class TrainOptions:
                 online_periods=t.online_periods,
                 online_steps=t.online_steps,
                 fallback_fraction=t.fallback_fraction,
+                circle_check=t.circle_check,
             )
         base.update(seed=circuit.spec.seed, dataset="digits", driver="emulator")
         base.update(given)
         missing = [
             f
             for f in cls.__dataclass_fields__
-            if f not in base and f not in ("max_train", "noise", "eval_batch", "fallback_fraction")
+            if f not in base
+            and f not in ("max_train", "noise", "eval_batch", "fallback_fraction", "circle_check")
         ]
         if missing:
             where = circuit.path or circuit.spec.name
@@ -102,6 +106,7 @@ class TrainOptions:
             online_periods=self.online_periods,
             online_steps=self.online_steps,
             fallback_fraction=self.fallback_fraction,
+            circle_check=self.circle_check,  # type: ignore[arg-type]
         )
 
 
@@ -123,6 +128,10 @@ class TrainResult:
     messages: list[str]
     out: str | None
     history: dict[str, list[float]]
+    # Samples of the last epoch whose free-phase loss was NaN or inf (left out of the
+    # losses above, which are NaN when no sample was finite); None: not recorded.
+    train_nonfinite: int | None = None
+    test_nonfinite: int | None = None
 
 
 def _driver_kind(arg: str) -> str:
@@ -130,14 +139,106 @@ def _driver_kind(arg: str) -> str:
     return "tcp" if arg.startswith("tcp://") else arg
 
 
-def _evaluate(ctrl: Controller, ds: Dataset, split: str, batch: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a split, in fixed-size batches (the last one padded, so
-    one compiled shape serves every batch; never more than the chip's ``max_batch``)."""
+def _mean(total: float, n: int | float) -> float:
+    """``total / n``, NaN when ``n`` is 0 (a mean over nothing is not a number)."""
+    return total / n if n > 0 else math.nan
+
+
+def loss_text(loss: float, nonfinite: int | None, n: int | None = None) -> str:
+    """``loss 0.1234``, with how many (of ``n``) samples had no finite loss when some did
+    not; ``loss n/a (...)`` when none had one: a loss is never printed for nothing."""
+    bad = nonfinite or 0
+    of = f"{bad} of {n}" if n is not None else f"{bad}"
+    if math.isnan(loss) or (n is not None and bad >= n):
+        return f"loss n/a ({of} samples non-finite)"
+    if bad:
+        return f"loss {loss:.4f} ({of} samples non-finite, left out)"
+    return f"loss {loss:.4f}"
+
+
+def _reopen(
+    out: Path, circuit: Circuit, opts: TrainOptions, steps_per_epoch: int
+) -> tuple[Record, ResumePoint]:
+    """Open ``out`` to resume it: same circuit and options, JSON attributes readable, rows
+    and checkpoints in agreement. Refused with one line otherwise; nothing is written."""
+    record = Record.open_existing(out)
+    try:
+        if record.attr("circuit_text") != circuit.text:
+            raise SpecError(f"{out}: --resume with a different circuit than the record's")
+        record.check_json_attrs()
+        saved = record.json_attr("config")
+        now = json.loads(json.dumps(asdict(opts)))
+        # The chip may come back at another address (a restarted server): compare the
+        # driver's kind, not its whole connection string.
+        saved["driver"] = _driver_kind(str(saved.get("driver", "")))
+        now["driver"] = _driver_kind(now["driver"])
+        # Options added after a record was written (e.g. circle_check) ran at their defaults.
+        for f in fields(TrainOptions):
+            if f.name not in saved and f.default is not MISSING:
+                saved[f.name] = f.default
+        if saved != now:
+            diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+            raise SpecError(f"{out}: --resume with different options than the record's: {diff}")
+        return record, record.resume_point(steps_per_epoch)
+    except BaseException:
+        record.close()
+        raise
+
+
+# Controller state keys that older checkpoints may lack (its loader has a default).
+_OPTIONAL_CONTROLLER_KEYS = ("beta",)
+
+
+def _restore(
+    record: Record, point: ResumePoint, driver: Driver, ctrl: Controller, steps_per_epoch: int
+) -> None:
+    """Check the checkpoint of ``point`` against the freshly opened chip's and controller's
+    own state (keys, shapes, dtypes, finite values), restore it, and drop the rows of the
+    unfinished epoch. Nothing is restored or dropped when a check fails."""
+    n_steps = point.epochs * steps_per_epoch
+    if point.checkpoint is not None:
+        name = point.checkpoint
+        parts = record.load_checkpoint(name)
+        restores = driver.describe().capabilities.checkpoint
+        if restores and "driver" not in parts:
+            raise SpecError(
+                f"{record.path}: checkpoints/{name}: no 'driver' part, but this chip restores "
+                "its state from one; train again with another --out"
+            )
+        if restores:
+            record.check_state(name, "driver", parts["driver"], driver.state_dict())
+        record.check_state(
+            name,
+            "controller",
+            parts["controller"],
+            ctrl.state_dict(),
+            optional=_OPTIONAL_CONTROLLER_KEYS,
+        )
+        steps = int(parts["controller"]["step_count"])
+        if not 0 <= steps <= n_steps:
+            raise SpecError(
+                f"{record.path}: checkpoint after epoch {point.epochs}: checkpoints/{name}/"
+                f"controller/step_count: expected 0 to {n_steps} (updates in "
+                f"{point.epochs} epochs), found {steps}"
+            )
+        if restores:
+            driver.load_state_dict(parts["driver"])
+        ctrl.load_state_dict(parts["controller"])
+    record.truncate("metrics", point.epochs)
+    record.truncate("steps", n_steps)
+
+
+def _evaluate(ctrl: Controller, ds: Dataset, split: str, batch: int) -> tuple[float, float, int]:
+    """Mean loss over the samples whose loss is finite (NaN when none is), accuracy (a
+    non-finite sample is never correct), and the number of non-finite samples of a split,
+    in fixed-size batches (the last one padded, so one compiled shape serves every batch;
+    never more than the chip's ``max_batch``)."""
     limit = ctrl.desc.capabilities.max_batch
     batch = min(batch, limit) if limit else batch
     x, y = ds.split(split)
     n = x.shape[0]
     loss = correct = 0.0
+    nonfinite = 0
     for start in range(0, n, batch):
         xb, yb = x[start : start + batch], y[start : start + batch]
         m = xb.shape[0]
@@ -146,10 +247,11 @@ def _evaluate(ctrl: Controller, ds: Dataset, split: str, batch: int) -> tuple[fl
             yb = np.concatenate([yb, np.repeat(yb[-1:], batch - m, axis=0)])
         onehot = ds.one_hot(yb)
         onehot[m:] = 0.0  # padded rows count neither as loss nor as correct
-        l, c = ctrl.evaluate(xb, onehot)
+        l, c, bad = ctrl.evaluate(xb, onehot)
         loss += l
         correct += c
-    return loss / n, correct / n
+        nonfinite += bad
+    return _mean(loss, n - nonfinite), correct / n, nonfinite
 
 
 def _subset(ds: Dataset, max_train: int | None) -> Dataset:
@@ -193,6 +295,9 @@ def train(
             f"not fit circuit {spec.name!r} ({spec.layers[0]} inputs, {spec.readout.classes} "
             "classes)"
         )
+    steps_per_epoch = math.floor(ds.n_train / opts.batch)
+    if steps_per_epoch == 0:
+        raise SpecError(f"--batch {opts.batch} exceeds the {ds.n_train} training samples")
     meta = {
         "kind": "train",
         "circuit_text": circuit.text,
@@ -202,61 +307,49 @@ def train(
         "driver": opts.driver,
         "dataset": opts.dataset,
     }
+    # Every check that can refuse runs before the record is written to.
     record: Record | None = None
-    start_epoch = 0
-    if out is not None:
-        if resume and Path(out).exists():
-            record = Record.open_existing(out)
-            if record.attr("circuit_text") != circuit.text:
-                raise SpecError(f"{out}: --resume with a different circuit than the record's")
-            saved = json.loads(record.attr("config"))
-            now = json.loads(json.dumps(asdict(opts)))
-            # The chip may come back at another address (a restarted server): compare the
-            # driver's kind, not its whole connection string.
-            saved["driver"] = _driver_kind(saved.get("driver", ""))
-            now["driver"] = _driver_kind(now["driver"])
-            if saved != now:
-                diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-                raise SpecError(f"{out}: --resume with different options than the record's: {diff}")
-        else:
-            record = Record.create(out, meta=meta)
+    point: ResumePoint | None = None
+    if out is not None and resume and Path(out).exists():
+        record, point = _reopen(Path(out), circuit, opts, steps_per_epoch)
+    elif out is not None:
+        Record.check_new(out)
     own_driver = driver is None
-    if driver is None:
-        driver = open_driver(opts.driver, circuit, seed=opts.seed)
-    steps_per_epoch = math.floor(ds.n_train / opts.batch)
-    if steps_per_epoch == 0:
-        raise SpecError(f"--batch {opts.batch} exceeds the {ds.n_train} training samples")
-    ctrl = Controller(driver, opts.hep_config(epochs_to_steps(opts.epochs, ds.n_train, opts.batch)))
+    try:
+        if driver is None:
+            driver = open_driver(opts.driver, circuit, seed=opts.seed)
+        ctrl = Controller(
+            driver, opts.hep_config(epochs_to_steps(opts.epochs, ds.n_train, opts.batch))
+        )
+        if point is not None and record is not None:
+            _restore(record, point, driver, ctrl, steps_per_epoch)
+            if point.epochs:
+                log(f"resuming {out} after epoch {point.epochs}")
+        elif out is not None:
+            record = Record.create(out, meta=meta | {"extra": ctrl.desc.extra})
+    except BaseException:
+        if record is not None:
+            record.close()
+        if own_driver and driver is not None:
+            driver.close()
+        raise
+    start_epoch = 0 if point is None else point.epochs
     for m in ctrl.messages:
         log(f"note: {m}")
-    if record is not None and resume:
-        ck = record.latest_checkpoint()
-        if ck is not None:
-            epoch_done, parts = ck
-            driver.load_state_dict(parts["driver"])
-            ctrl.load_state_dict(parts["controller"])
-            start_epoch = epoch_done + 1
-            record.truncate("metrics", start_epoch)
-            record.truncate("steps", start_epoch * steps_per_epoch)
-            log(f"resuming {out} after epoch {epoch_done + 1}")
     history: dict[str, list[float]] = {
         k: list(map(float, v)) for k, v in (record.table("metrics") if record else {}).items()
     }
     totals = {"refused": 0, "dropped": 0, "fallback": 0}
     if record is not None:
         st = record.table("steps")
-        if st:
-            totals = {
-                "refused": int(st["refused"].sum()),
-                "dropped": int(st["dropped"].sum()),
-                "fallback": int(st["fallback"].sum()),
-            }
+        totals = {k: int(st[k].sum()) if k in st else 0 for k in totals}
     try:
         for epoch in range(start_epoch, opts.epochs):
             t_epoch = time.perf_counter()
             batches = ds.batches("train", opts.batch, seed=opts.seed, epoch=epoch)
             rows: list[dict[str, float | int]] = []
             loss_sum = correct = seen = 0.0
+            nonfinite = 0  # samples of the epoch whose free-phase loss is NaN or inf
             bar = None
             if progress:
                 from tqdm import tqdm
@@ -266,12 +359,15 @@ def train(
                 )
             for xb, yb in batches:
                 rep: StepReport = ctrl.train_step(xb, ds.one_hot(yb))
+                nf = rep.nonfinite
+                nonfinite += nf
                 loss_sum += rep.loss_sum
                 correct += rep.correct
                 seen += rep.batch
                 rows.append(
                     {
-                        "loss": rep.loss_sum / rep.batch,
+                        "loss": _mean(rep.loss_sum, rep.batch - nf),
+                        "nonfinite": nf,
                         "used": rep.used,
                         "dropped": rep.dropped,
                         "fallback": int(rep.fallback),
@@ -285,37 +381,53 @@ def train(
                         "realised_norm": float(
                             np.sqrt(sum(u.realised_norm**2 for u in rep.updates))
                         ),
+                        # The circle diagnostic (docs/gradients.md): |beta| of the step,
+                        # batch |c_-1|/|c_1| (NaN: none), flagged step, samples above.
+                        "beta": rep.beta,
+                        "circle_ratio": rep.circle_ratio,
+                        "circle_alarm": int(rep.circle_alarm),
+                        "circle_flagged": rep.circle_flagged,
                     }
                 )
+                for note in rep.notes:
+                    log(f"warning: {note}")
                 totals["refused"] += int(rep.refused)
                 totals["dropped"] += rep.dropped
                 totals["fallback"] += int(rep.fallback)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                    train_loss = _mean(loss_sum, seen - nonfinite)
+                    bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{correct / seen:.3f}")
             if bar is not None:
                 bar.close()
-            test_loss, test_acc = _evaluate(ctrl, ds, "test", opts.eval_batch)
+            test_loss, test_acc, test_nonfinite = _evaluate(ctrl, ds, "test", opts.eval_batch)
             row = {
                 "epoch": epoch + 1,
-                "train_loss": loss_sum / seen,
+                "train_loss": _mean(loss_sum, seen - nonfinite),
                 "train_accuracy": correct / seen,
+                "train_nonfinite": nonfinite,
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
+                "test_nonfinite": test_nonfinite,
                 "seconds": time.perf_counter() - t_epoch,
             }
             for k, v in row.items():
-                history.setdefault(k, []).append(float(v))
+                # a column new to a resumed record has no value for its earlier epochs
+                history.setdefault(k, [math.nan] * epoch).append(float(v))
             if record is not None:
                 record.extend("steps", rows)
                 record.append("metrics", row)
                 parts = {"controller": ctrl.state_dict()}
-                if driver.describe().capabilities.checkpoint:
+                desc = driver.describe()
+                if desc.capabilities.checkpoint:
                     parts["driver"] = driver.state_dict()
-                record.save_checkpoint(epoch, parts)
+                # describe().extra (calibration) may be re-read by the driver: kept per epoch
+                record.save_checkpoint(epoch, parts, extra=desc.extra)
             log(
-                f"epoch {epoch + 1}/{opts.epochs}: train loss {row['train_loss']:.4f} acc "
-                f"{row['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
+                f"epoch {epoch + 1}/{opts.epochs}: train "
+                f"{loss_text(row['train_loss'], nonfinite, int(seen))} acc "
+                f"{row['train_accuracy']:.4f} | test "
+                f"{loss_text(test_loss, test_nonfinite, ds.n_test)} acc {test_acc:.4f} | "
                 f"{row['seconds']:.1f} s"
             )
     except (ConnectionLost, DriverTimeout) as err:
@@ -351,4 +463,11 @@ def train(
         messages=list(ctrl.messages),
         out=None if out is None else str(out),
         history=history,
+        train_nonfinite=_count(last.get("train_nonfinite")),
+        test_nonfinite=_count(last.get("test_nonfinite")),
     )
+
+
+def _count(v: float | None) -> int | None:
+    """A recorded count as an int; ``None`` for one not recorded (absent or NaN)."""
+    return None if v is None or math.isnan(v) else int(v)
