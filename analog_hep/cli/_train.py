@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import SpecError
 from ..spec import Circuit
 from . import _args
 from ._json import print_json
@@ -33,8 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driver", default="emulator", help="NAME[:KEY=VALUE,...] or tcp://HOST:PORT")
     p.add_argument(
         "--dataset",
-        default="digits",
-        help="digits | mnist:DIR | mnist-test:DIR | fashion-mnist:DIR",
+        default=None,
+        help=(
+            "digits | mnist:DIR | mnist-test:DIR | fashion-mnist:DIR | synthetic[:FxC] "
+            "(default: digits, or synthetic sized to a circuit no shipped dataset fits)"
+        ),
     )
     p.add_argument("--epochs", type=_args.positive_int)
     p.add_argument("--method", choices=("hep", "classic", "symmetric", "online"))
@@ -81,21 +85,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # (features, classes) of every built-in dataset (analog_hep/data: all have 10 classes), so
-# that a circuit no dataset fits is told so before anything is loaded or fabricated.
+# that the default dataset is chosen before anything is loaded or fabricated.
 _DATASET_SHAPES = {"digits": (64, 10), "mnist, mnist-test, fashion-mnist": (784, 10)}
 
 
-def _fits_no_dataset(circuit: Circuit) -> str | None:
-    """Why no built-in dataset can train ``circuit`` (``None`` if one can)."""
+def default_dataset(circuit: Circuit, given: str | None) -> tuple[str, str | None]:
+    """The dataset spec to train ``circuit`` on, and a note when it was chosen for it.
+
+    ``given`` wins (``synthetic`` without a shape is sized to the circuit). Without one:
+    digits; for a circuit of MNIST's shape, a one-line error (its files are the user's);
+    for a shape no shipped dataset has (the toy chip), ``synthetic:FxC`` of that shape.
+    """
     spec = circuit.spec
-    shape = (spec.layers[0], spec.readout.classes)
-    if shape in _DATASET_SHAPES.values():
-        return None
-    known = "; ".join(f"{k}: {f} features, {c} classes" for k, (f, c) in _DATASET_SHAPES.items())
-    return (
-        f"{circuit.path or spec.name}: circuit {spec.name!r} has {shape[0]} inputs and "
-        f"{shape[1]} classes, and no dataset has that shape ({known}), so it cannot be "
-        f"trained; check its gradients instead (analog-hep gradcheck {spec.name} --beta 0.1)"
+    features, classes = spec.layers[0], spec.readout.classes
+    sized = f"synthetic:{features}x{classes}"
+    if given is not None:
+        return (sized, None) if given.strip().lower() == "synthetic" else (given, None)
+    if (features, classes) == _DATASET_SHAPES["digits"]:
+        return "digits", None
+    if (features, classes) in _DATASET_SHAPES.values():
+        raise SpecError(
+            f"{circuit.path or spec.name}: circuit {spec.name!r} has {features} inputs and "
+            f"{classes} classes: pass --dataset mnist:DIR, mnist-test:DIR or "
+            "fashion-mnist:DIR (docs/data.md)"
+        )
+    return sized, (
+        f"note: no shipped dataset has {features} inputs and {classes} classes: training "
+        f"circuit {spec.name!r} on {sized}, a synthetic linear-teacher task (docs/data.md)"
     )
 
 
@@ -106,7 +122,6 @@ def _is_local_emulator(driver: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Load the circuit, build the options, check memory, train; print the result."""
-    from ..errors import SpecError
     from ..spec import check_fits, load_circuit
     from ..studies import TrainOptions, train
     from ..studies._train import loss_text
@@ -114,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise SpecError("--resume needs --out RUN.h5 (the record to continue)")
     circuit = load_circuit(args.circuit)
+    dataset, dataset_note = default_dataset(circuit, args.dataset)
     opts = TrainOptions.from_circuit(
         circuit,
         method=args.method,
@@ -131,15 +147,14 @@ def run(args: argparse.Namespace) -> int:
         fallback_fraction=args.fallback_fraction,
         circle_check=args.circle_check,
         seed=args.seed,
-        dataset=args.dataset,
+        dataset=dataset,
         driver=args.driver,
         max_train=args.max_train,
         noise=args.noise,
     )
-    no_fit = _fits_no_dataset(circuit)
-    if no_fit is not None:
-        raise SpecError(no_fit)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    if dataset_note is not None:
+        log(dataset_note)
     if circuit.spec.training is None:
         log(
             f"note: {circuit.spec.name} has no training section: using the defaults "

@@ -18,6 +18,7 @@ from ..errors import SpecError
 from ._digits import DIGITS_DESCRIPTION, load_digits_split
 from ._download import default_base_url, default_cache_dir, default_sha256, download_files
 from ._idx import read_idx_pair
+from ._synthetic import SYNTHETIC_SPEC, parse_synthetic, synthetic_split
 
 __all__ = ["DATASET_SPECS", "Dataset", "load_dataset", "one_hot"]
 
@@ -26,6 +27,7 @@ DATASET_SPECS = (
     "mnist[:DIR]",
     "mnist-test[:DIR]",
     "fashion-mnist[:DIR] (or fashion_mnist[:DIR])",
+    SYNTHETIC_SPEC,
 )
 """The accepted forms of a dataset spec, as shown in error messages and help texts."""
 
@@ -317,7 +319,9 @@ def load_dataset(
             files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
             ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each raw or ``.gz``)
             in DIR, 784 features, 60000 train / 10000 test;
-            ``mnist-test[:DIR]``: only the two t10k files, first 8000 train / last 2000 test.
+            ``mnist-test[:DIR]``: only the two t10k files, first 8000 train / last 2000 test;
+            ``synthetic:FxC``: a linear teacher task with F inputs and C classes (2000 train /
+            500 test), for circuits no real dataset fits (``analog_hep.data._synthetic``).
         cache_dir: directory of the IDX files when the spec names none; default
             ``~/.cache/analog-hep/<mnist|fashion-mnist>``. Ignored if the spec has ``:DIR``.
         download: fetch missing (or corrupt cached) ``.gz`` files into that directory first,
@@ -328,12 +332,21 @@ def load_dataset(
             (see ``download_files``).
 
     Returns:
-        The ``Dataset``: float32 inputs in [0, 1], int32 labels, 10 classes.
+        The ``Dataset``: float32 inputs in [0, 1], int32 labels, 10 classes (C for synthetic).
 
     Raises:
         SpecError: bad spec; missing files (naming the directory and files); a corrupt file
             (naming it and the fault); a failed download or checksum mismatch.
     """
+    if isinstance(spec, str) and spec.strip().lower().startswith("synthetic"):
+        features, classes = parse_synthetic(spec)
+        x_train, y_train, x_test, y_test = synthetic_split(features, classes)
+        how = (
+            f"{features} inputs uniform in [0, 1], labels argmax of a fixed random linear "
+            f"teacher (seed 0); {len(y_train)} train / {len(y_test)} test"
+        )
+        name = f"synthetic:{features}x{classes}"
+        return Dataset(name, x_train, y_train, x_test, y_test, classes, how)
     name, directory = _parse_spec(spec)
     if name == "digits":
         x_train, y_train, x_test, y_test = load_digits_split()
