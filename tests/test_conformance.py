@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from analog_hep.cli import main
+from analog_hep.conformance import CHECKS, run_check, run_conformance
+from analog_hep.conformance.plugin import conformance_tests
 from analog_hep.drivers import (
     Capabilities,
     ChipDescription,
@@ -26,8 +28,6 @@ from analog_hep.drivers import (
     available_drivers,
     open_driver,
 )
-from analog_hep.drivers._conformance import CHECKS, run_check, run_conformance
-from analog_hep.drivers.conformance_plugin import conformance_tests
 from analog_hep.emulator import EmulatorDriver
 from analog_hep.errors import OutOfRange, UnsupportedCapability
 from analog_hep.spec import load_circuit
@@ -287,18 +287,59 @@ def test_conformance_command_reports_an_untyped_factory_error_once(capsys, monke
     assert len(err.strip().splitlines()) == 1 and "RuntimeError" in err, err
 
 
-def test_pytest_plugin_runs_the_kit_on_a_named_driver(pytester):
+@pytest.mark.parametrize(
+    "plugin", ["analog_hep.conformance.plugin", "analog_hep.drivers.conformance_plugin"]
+)
+def test_pytest_plugin_runs_the_kit_on_a_named_driver(pytester, plugin):
+    """The plugin, and its deprecated alias under ``analog_hep.drivers``."""
     pytester.makepyfile(
-        test_kit="""
-        from analog_hep.drivers.conformance_plugin import conformance_tests
+        test_kit=f"""
+        from {plugin} import conformance_tests
 
         test_chip = conformance_tests(checks=["structure", "failures"])
         """
     )
-    res = pytester.runpytest_inprocess(
-        "-p", "analog_hep.drivers.conformance_plugin", "--driver-under-test", "emulator", "-q"
-    )
+    res = pytester.runpytest_inprocess("-p", plugin, "--driver-under-test", "emulator", "-q")
     res.assert_outcomes(passed=2)
+
+
+def test_the_old_import_paths_are_aliases_of_the_kit():
+    """``analog_hep.drivers`` (the kit's names), ``drivers._conformance`` and
+    ``drivers.conformance_plugin`` still give the kit, for driver packages and docs written
+    against them."""
+    import analog_hep.conformance as kit
+    import analog_hep.conformance.plugin as plugin
+    import analog_hep.drivers as drivers
+    import analog_hep.drivers._conformance as old_kit
+    import analog_hep.drivers.conformance_plugin as old_plugin
+
+    for name in ("CHECKS", "CheckResult", "ConformanceReport", "run_check", "run_conformance"):
+        assert getattr(drivers, name) is getattr(kit, name), name
+        assert getattr(old_kit, name) is getattr(kit, name), name
+    assert old_kit.CheckFailed is kit._base.CheckFailed
+    for name in ("conformance_tests", "pytest_addoption", "pytest_generate_tests"):
+        assert getattr(old_plugin, name) is getattr(plugin, name), name
+    with pytest.raises(AttributeError):
+        _ = drivers.no_such_name
+    with pytest.raises(AttributeError):
+        _ = old_kit.no_such_name
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from analog_hep.drivers import CHECKS, run_conformance",
+        "from analog_hep.drivers._conformance import CHECKS, run_check, run_conformance",
+        "from analog_hep.drivers.conformance_plugin import conformance_tests",
+        "import analog_hep.conformance.plugin",
+    ],
+)
+def test_each_import_path_of_the_kit_works_in_a_fresh_interpreter(statement):
+    """First thing in a fresh interpreter, so that no import order hides a cycle."""
+    res = subprocess.run(
+        [sys.executable, "-c", statement], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert res.returncode == 0, res.stderr
 
 
 def test_every_check_is_documented():

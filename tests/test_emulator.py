@@ -10,7 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analog_hep.emulator import dac, fabricate, free_phase, measure, nudge_phases, settle
+from analog_hep.emulator import (
+    dac,
+    fabricate,
+    free_phase,
+    measure,
+    nudge_phases,
+    nudge_schedule,
+    settle,
+)
 from analog_hep.hep import circle_betas
 from analog_hep.spec import load_circuit, load_device
 
@@ -139,9 +147,13 @@ def test_conjugate_symmetry_matches_full_solve(toy):
     y = jnp.eye(4)[:2]
     free = free_phase(chip, x, steps=200, key=None)
     betas = circle_betas(0.3, 6)
-    pts = nudge_phases(chip, free, y, betas, steps=200, start="free", key=None)
+    pts = nudge_phases(
+        chip, free, y, *nudge_schedule(betas, noisy=False, start="free"), steps=200, key=None
+    )
+    assert pts.betas.shape == (6,)
     for k, bt in enumerate(betas):
-        one = nudge_phases(chip, free, y, (bt, 0.05), steps=200, start="free", key=None)
+        pair = nudge_schedule((bt, 0.05), noisy=False, start="free")
+        one = nudge_phases(chip, free, y, *pair, steps=200, key=None)
         np.testing.assert_allclose(pts.states[-1][k], one.states[-1][0], atol=2e-6)
     np.testing.assert_allclose(pts.states[1][1], jnp.conj(pts.states[1][5]), atol=1e-7)
 
@@ -199,13 +211,67 @@ def test_loaded_circuits_fabricate(toy):
         assert chip.config.layers == c.spec.layers
 
 
+def _settle_drawing(monkeypatch, ahead: bool, chip, x, y, beta, *, steps: int, key, nudged=True):
+    """``settle`` from rest in a freshly compiled program, its neuron noise drawn ahead of the
+    loop (``ahead``) or step by step inside it."""
+    import equinox as eqx
+
+    import analog_hep.emulator._settle as settle_mod
+
+    monkeypatch.setattr(settle_mod, "NOISE_AHEAD_PER_STEP", 10**9 if ahead else 0)
+    dtype = beta.dtype
+    init = tuple(jnp.zeros((x.shape[0], n), dtype) for n in chip.config.layers[1:])
+
+    def run(chip, key):  # a new function: a new compile, under the patched threshold
+        return settle(chip, x, y, beta, init, steps=steps, key=key, nudged=nudged)
+
+    return eqx.filter_jit(run)(chip, key)
+
+
+def test_noise_is_the_same_drawn_ahead_or_step_by_step(toy, monkeypatch):
+    """Issue 13 item 8: the noise of a settle depends on the key, the step and the shape only,
+    not on the size threshold that picks where it is drawn (ahead of the loop or in it)."""
+    from analog_hep.emulator._settle import neuron_noise
+
+    spec = _with(toy.spec, neuron={"noise_std": 0.05})
+    chip, _ = fabricate(spec, dict(toy.devices), 0)
+    key = jax.random.PRNGKey(11)
+    for shape in ((9, 3, 8), (7, 3, 9), (4, 50, 333)):  # even and odd totals of draws
+        ahead = jax.jit(lambda k, shape=shape: neuron_noise(chip, k, shape))(key)
+        each = jax.jit(lambda k, t, shape=shape: neuron_noise(chip, k, shape, t))
+        for t in range(shape[0]):
+            np.testing.assert_array_equal(np.asarray(ahead[t]), np.asarray(each(key, t)))
+
+    x = dac(chip, jnp.linspace(0, 1, 18).reshape(3, 6))
+    y = jnp.eye(4)[:3]
+    cases = {
+        "free": (jnp.zeros(3), False),
+        "real nudge": (jnp.full(3, 0.2), True),
+        "complex nudge": (jnp.asarray([0.2j, -0.1 + 0.1j, 0.3], jnp.complex64), True),
+    }
+    for name, (beta, nudged) in cases.items():
+        a, b = (
+            _settle_drawing(monkeypatch, ahead, chip, x, y, beta, steps=9, key=key, nudged=nudged)
+            for ahead in (True, False)
+        )
+        for sa, sb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            if name == "complex nudge":
+                # Same noise, but the two loop bodies are different programs: XLA:CPU may
+                # contract a * b + c into an FMA in one and not the other (1-2 ulp; bitwise
+                # with XLA_FLAGS=--xla_cpu_max_isa=SSE4_2).
+                np.testing.assert_allclose(np.asarray(sa), np.asarray(sb), rtol=1e-6, atol=1e-9)
+            else:
+                np.testing.assert_array_equal(np.asarray(sa), np.asarray(sb), err_msg=name)
+    other = _settle_drawing(
+        monkeypatch, True, chip, x, y, beta, steps=9, key=jax.random.PRNGKey(12)
+    )
+    assert not np.array_equal(np.asarray(other.states[1]), np.asarray(a.states[1]))  # noisy
+
+
 @pytest.mark.parametrize("ahead", [True, False], ids=["drawn-ahead", "per-step"])
 def test_neuron_noise_has_the_spec_std_whichever_way_it_is_drawn(toy, monkeypatch, ahead):
     """With zero weights, zero offsets and tanh neurons, a discrete step makes every state
     ``tanh(noise) ~ noise``: its spread is the spec's std, fresh at every step."""
-    import analog_hep.emulator._settle as settle_mod
-
-    monkeypatch.setattr(settle_mod, "NOISE_AHEAD_PER_STEP", 10**9 if ahead else 0)
     tanh = type(toy.spec.neuron.activation)(name="tanh")
     spec = _with(toy.spec, neuron={"noise_std": 0.01, "activation": tanh})
     chip, _ = fabricate(spec, dict(toy.devices), 0)
@@ -215,9 +281,13 @@ def test_neuron_noise_has_the_spec_std_whichever_way_it_is_drawn(toy, monkeypatc
     }
     offsets = tuple(jnp.zeros_like(o) for o in chip.neuron_offset)
     chip = dataclasses.replace(chip, crossbars=zero, neuron_offset=offsets)
-    x = jnp.zeros((500, 6))
-    a = free_phase(chip, x, steps=7, key=jax.random.PRNGKey(0)).states[1]
-    b = free_phase(chip, x, steps=8, key=jax.random.PRNGKey(0)).states[1]
+    x, y, beta = jnp.zeros((500, 6)), jnp.zeros((500, 4)), jnp.zeros(500)
+    a, b = (
+        _settle_drawing(
+            monkeypatch, ahead, chip, x, y, beta, steps=t, key=jax.random.PRNGKey(0), nudged=False
+        ).states[1]
+        for t in (7, 8)
+    )
     for s in (a, b):
         assert abs(float(jnp.std(s)) / 0.01 - 1) < 0.05  # 2,000 draws: SE of the std ~1.6 %
     assert abs(float(jnp.corrcoef(a.ravel(), b.ravel())[0, 1])) < 0.1  # a fresh draw per step
@@ -233,7 +303,7 @@ def test_products_run_at_full_float32_precision(toy):
 
     chip, _ = fabricate(toy.spec, dict(toy.devices), 0)
     x, y = jnp.full((2, 6), 0.5), jnp.eye(4)[:2]
-    betas = tuple(circle_betas(0.2, 4))
+    betas, plan = nudge_schedule(circle_betas(0.2, 4), noisy=False, start="free")
 
     def dots(jaxpr) -> list:
         found = []
@@ -251,10 +321,10 @@ def test_products_run_at_full_float32_precision(toy):
             y,
             jax.random.PRNGKey(0),
             np.int32(1),
-            betas=betas,
+            betas,
+            plan,
             free_steps=5,
             nudge_steps=5,
-            start="free",
         )
 
     pts = settle_all(chip)
@@ -271,7 +341,7 @@ def test_products_run_at_full_float32_precision(toy):
                     jnp.ones(4, jnp.complex64),
                     y,
                     jnp.ones(2),
-                    names=("W0", "W1", "readout"),
+                    crossbars=("W0", "W1", "readout"),
                     has_bias=(True, True, True),
                 )
             )

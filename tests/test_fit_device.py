@@ -236,3 +236,19 @@ def test_too_little_data_is_rejected(tmp_path):
     path.write_text(GOOD_HEADER + GOOD_ROWS)
     with pytest.raises(SpecError, match=r"needs at least 4 potentiating \(\+1\) steps.*found 2"):
         fit_device(read_measurements(path), "soft_bounds", name="x")
+
+
+def test_cli_models_are_the_registry_fit_models(tmp_path, capsys):
+    """``--model`` offers exactly the registry's models with a fitting model; a model without
+    one (pow_step) is refused with exit code 2."""
+    from analog_hep.spec.device_models import FIT_MODELS, MODELS
+
+    assert set(FIT_MODELS) == {n for n, m in MODELS.items() if m.fit is not None}
+    assert {"soft_bounds", "linear_step", "exp_step", "piecewise"} == set(FIT_MODELS)
+    path = tmp_path / "m.csv"
+    path.write_text(GOOD_HEADER + GOOD_ROWS)
+    rc = main(["fit-device", str(path), "--model", "pow_step", "--out", str(tmp_path / "x.yaml")])
+    assert rc == 2
+    assert "pow_step" in capsys.readouterr().err
+    with pytest.raises(SpecError, match="--model: expected one of"):
+        fit_device(read_measurements(path), "pow_step", name="x")

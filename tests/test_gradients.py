@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analog_hep.emulator import fabricate, free_phase, ground_truth, nudge_phases
+from analog_hep.emulator import fabricate, free_phase, ground_truth, nudge_phases, nudge_schedule
 from analog_hep.hep import circle_betas, classic_estimate, hep_estimate
 from analog_hep.studies import cosine, gradcheck, random_batch
 
@@ -37,24 +37,18 @@ class _Toy:
         self.truth = _flat(gt.grads, self.names)
         self.free = free_phase(self.chip, self.x, steps=steps, key=None)
 
+    def nudge(self, betas: tuple[complex, ...]):
+        sched = nudge_schedule(betas, noisy=False, start="free", dtype=self.x.dtype)
+        return nudge_phases(self.chip, self.free, self.y, *sched, steps=self.steps, key=None)
+
     def error(self, beta: float, n: int) -> float:
         if n == 1:
-            pts = nudge_phases(
-                self.chip, self.free, self.y, (beta,), steps=self.steps, start="free", key=None
-            )
+            pts = self.nudge((beta,))
             est = classic_estimate(
                 self.free.states, self.free.logits, pts.states, pts.logits, self.y, beta, self.names
             )
         else:
-            pts = nudge_phases(
-                self.chip,
-                self.free,
-                self.y,
-                circle_betas(beta, n),
-                steps=self.steps,
-                start="free",
-                key=None,
-            )
+            pts = self.nudge(circle_betas(beta, n))
             assert float(jnp.max(pts.residual)) < 1e-4
             est = hep_estimate(pts.states, pts.logits, self.y, pts.betas, self.names)
         e = _flat(est, self.names)

@@ -34,6 +34,7 @@ from analog_hep.physics import (
     write_verify,
 )
 from analog_hep.spec import DeviceCard
+from analog_hep.spec.device_models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 CARDS = sorted((REPO / "devices").glob("*.yaml"))
@@ -63,6 +64,14 @@ EQUATION_CARDS = {
     "piecewise": base("piecewise", piecewise_up=[1.5, 1.2, 1.0, 0.6, 0.2],
                       piecewise_down=[0.3, 0.7, 1.0, 1.1, 1.6], **D2D),
 }  # fmt: skip
+
+
+def test_equation_and_statistics_cards_cover_the_registry():
+    """Every pulsed model of the device-model registry has an equation card and a statistics
+    card here (a new model file needs its checks against the reference equation)."""
+    pulsed = {name for name, m in MODELS.items() if m.pulsed}
+    assert {r["model"] for r in EQUATION_CARDS.values()} == pulsed
+    assert {r[0]["model"] for r in STAT_CARDS.values()} == pulsed
 
 
 def reference_step(card: DeviceCard, dev, g: np.ndarray, d: np.ndarray) -> np.ndarray:

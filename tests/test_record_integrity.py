@@ -208,8 +208,27 @@ def _replace(f: h5py.File, key: str, value: np.ndarray) -> None:
             lambda f: _replace(f, f"{CK}/controller/step_count", np.asarray(3.0)),
             "controller/step_count: expected int64 (), found float64 ()",
         ),
+        (
+            lambda f: _replace(f, f"{CK}/controller/refused", np.asarray(-1)),
+            "controller/refused: expected 0 to 20",
+        ),
+        (
+            lambda f: _replace(f, f"{CK}/controller/dropped", np.asarray(401)),
+            "controller/dropped: expected 0 to 400",
+        ),
     ],
-    ids=["shape", "dtype", "nan", "inf", "missing", "unknown", "step-count", "step-dtype"],
+    ids=[
+        "shape",
+        "dtype",
+        "nan",
+        "inf",
+        "missing",
+        "unknown",
+        "step-count",
+        "step-dtype",
+        "refused",
+        "dropped",
+    ],
 )
 def test_a_checkpoint_that_does_not_fit_is_refused_before_restoring(
     record, capsys, damage, expected
@@ -256,6 +275,47 @@ def test_a_record_from_before_the_circle_diagnostic_resumes(finished, record, ca
     assert "resuming" in capsys.readouterr().out
     for k, w in _final_weights(finished).items():
         np.testing.assert_array_equal(_final_weights(record)[k], w)
+
+
+class DropsOne(EmulatorDriver):
+    """Sample 0's complex points never settle: one dropped sample per step."""
+
+    def run_schedule(self, schedule):
+        s = super().run_schedule(schedule)
+        if schedule.is_complex:
+            s = s._replace(residual=s.residual.at[:, 0].set(1.0))
+        return s
+
+
+@pytest.mark.parametrize("old_style", [False, True], ids=["state", "before-totals"])
+def test_the_runs_totals_come_back_from_the_checkpoint(tmp_path, old_style):
+    """The controller's state, the run's totals included, is checkpointed as it is and read
+    back on resume; a checkpoint from before the state held them (``before-totals``) gets
+    them from its epochs' step rows. Either way the resumed run reports the totals and the
+    weights of the uninterrupted one."""
+    c = load_circuit("digits")
+    opts = TrainOptions.from_circuit(c, epochs=2, max_train=40)
+    ref = tmp_path / "ref.h5"
+    quiet = {"progress": False, "log": lambda s: None}
+    full = train(c, opts, out=ref, driver=DropsOne(c, seed=0), **quiet)
+    assert (full.dropped_samples, full.dropped_updates, full.fallback_steps) == (4, 0, 0)
+    with h5py.File(ref, "r") as f:
+        assert [int(f[f"checkpoints/epoch_0000{e}/controller/dropped"][()]) for e in (0, 1)] == [
+            2,
+            4,
+        ]
+    run = tmp_path / "run.h5"
+    shutil.copy(ref, run)
+    with h5py.File(run, "r+") as f:
+        if old_style:
+            for name in f["checkpoints"]:
+                for key in ("refused", "dropped", "fallback", "circle_warned"):
+                    del f[f"checkpoints/{name}/controller/{key}"]
+        f.move(CK, f"{CK}.partial")
+    res = train(c, opts, out=run, resume=True, driver=DropsOne(c, seed=0), **quiet)
+    assert (res.dropped_samples, res.dropped_updates, res.fallback_steps) == (4, 0, 0)
+    for k, w in _final_weights(ref).items():
+        np.testing.assert_array_equal(_final_weights(run)[k], w)
 
 
 # -- describe().extra in the record and the report ---------------------------------------------

@@ -14,7 +14,16 @@ import pytest
 
 from analog_hep.cli import main
 from analog_hep.errors import SpecError
-from analog_hep.studies import Record, StabilityMap, SweepFile, report, save_stability_map
+from analog_hep.studies import (
+    Record,
+    StabilityMap,
+    SweepFile,
+    read_header,
+    read_run,
+    read_sweep,
+    report,
+    save_stability_map,
+)
 
 pytest.importorskip("matplotlib")
 
@@ -26,7 +35,9 @@ def _cos(method: str, points: int, beta: float, noise: float, seed: int) -> floa
     return float(1.0 - bias - noise_term - 0.001 * seed)
 
 
-def _gradcheck_sweep(path, *, devices=("ideal",), points=(15,), seeds=(0, 1)):
+def _gradcheck_sweep(
+    path, *, devices=("ideal",), points=(15,), seeds=(0, 1), text="description: made up\n"
+):
     rows = []
     i = 0
     for dev in devices:
@@ -60,7 +71,7 @@ def _gradcheck_sweep(path, *, devices=("ideal",), points=(15,), seeds=(0, 1)):
                                 }
                             )
                             i += 1
-    meta = {"kind": "gradcheck", "sweep_text": "description: made up\n", "sweep_path": "x"}
+    meta = {"kind": "gradcheck", "sweep_text": text, "sweep_path": "x"}
     with SweepFile(path, meta=meta) as f:
         f.append(rows)
     return rows
@@ -93,10 +104,14 @@ def test_condition_sweep_draws_best_by_condition(tmp_path):
     assert "exceeds classic EP's best in 6 of 6" in md
 
 
-def test_run_record_curves_pulses_and_conductances(tmp_path):
-    path = tmp_path / "run.h5"
+CIRCUIT_TEXT = "name: toy\nlayers: [2, 3]  # a comment\n"
+
+
+def _run_record(path, *, meta=None):
+    """A made-up run record of three epochs with driver state in every checkpoint."""
     rng = np.random.default_rng(0)
-    with Record.create(path, meta={"kind": "train", "config": {"method": "hep"}}) as rec:
+    meta = {"kind": "train", "config": {"method": "hep"}} if meta is None else meta
+    with Record.create(path, meta=meta) as rec:
         for epoch in range(3):
             rec.extend(
                 "steps",
@@ -123,7 +138,13 @@ def test_run_record_curves_pulses_and_conductances(tmp_path):
                     "driver": {"W0/g_plus_S": g[0], "W0/g_minus_S": g[1], "calls": np.asarray(3)},
                     "controller": {"step_count": np.asarray(10 * (epoch + 1))},
                 },
+                extra={"temperature_K": 300.0 + epoch},
             )
+
+
+def test_run_record_curves_pulses_and_conductances(tmp_path):
+    path = tmp_path / "run.h5"
+    _run_record(path)
     rep = report([path], tmp_path / "out")
     assert {f.name for f in rep.figures} == {
         "run_training.png",
@@ -183,3 +204,114 @@ def test_unknown_file_is_refused(tmp_path, capsys):
     (tmp_path / "y.h5").write_text("not hdf5")
     assert main(["report", str(tmp_path / "y.h5"), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read as HDF5" in capsys.readouterr().err
+
+
+# -- the read API the report goes through -------------------------------------------------------
+
+
+def test_read_run_gives_metadata_tables_and_checkpoints(tmp_path):
+    path = tmp_path / "run.h5"
+    meta = {
+        "kind": "train",
+        "config": {"method": "classic", "points": 1},
+        "circuit_text": CIRCUIT_TEXT,
+        "driver": "emulator",
+        "extra": {"temperature_K": 300.0, "chip_seed": 0},
+    }
+    _run_record(path, meta=meta)
+    assert read_header(path).format == "analog-hep-run/1" and read_header(path).kind == "train"
+    run = read_run(path)
+    assert run.method == "classic" and run.driver == "emulator" and run.device_texts == {}
+    assert run.config == {"method": "classic", "points": 1}
+    assert run.circuit == {"name": "toy", "layers": [2, 3]}  # YAML, comment and all
+    assert run.metrics["epoch"].tolist() == [1, 2, 3] and len(run.steps["loss"]) == 30
+    assert [(c.name, c.epoch) for c in run.checkpoints] == [
+        ("epoch_00000", 1),
+        ("epoch_00001", 2),
+        ("epoch_00002", 3),
+    ]
+    assert [c.extra for c in run.checkpoints][1] == {"temperature_K": 301.0}
+    state = run.checkpoint_state("epoch_00002")
+    assert state["driver"]["W0/g_plus_S"].shape == (4, 7)
+    assert int(state["controller"]["step_count"]) == 30
+    md = report([path], tmp_path / "out").markdown.read_text()
+    assert "Method classic; 3 epochs recorded." in md
+    assert "Changed at the checkpoint after epoch 2: `temperature_K` = 301.0." in md
+
+
+def test_a_record_without_method_or_extra_still_reports(tmp_path):
+    path = tmp_path / "run.h5"
+    _run_record(path, meta={"kind": "train"})
+    run = read_run(path)
+    assert run.method is None and run.extra == {} and run.circuit == {} and run.driver == "?"
+    md = report([path], tmp_path / "out").markdown.read_text()
+    assert "Method" not in md and "Driver `?`" in md
+
+
+@pytest.mark.parametrize(
+    ("attr", "raw", "says"),
+    [
+        ("config", '{"method": hep', "attribute 'config' is not valid JSON"),
+        ("extra", "[1, 2]", "attribute 'extra': expected a JSON object, found list"),
+    ],
+)
+def test_a_damaged_json_attribute_is_one_line(tmp_path, attr, raw, says):
+    import h5py
+
+    path = tmp_path / "run.h5"
+    _run_record(path)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs[attr] = raw
+    with pytest.raises(SpecError, match=f"{path}: {says}"):
+        read_run(path)
+
+
+def test_sweep_description_is_read_as_yaml(tmp_path):
+    text = "kind: gradcheck\ndescription: 'made up: quoted'  # not part of it\ngrid: {}\n"
+    _gradcheck_sweep(tmp_path / "g.h5", seeds=(0,), text=text)
+    sweep = read_sweep(tmp_path / "g.h5")
+    assert sweep.kind == "gradcheck" and sweep.n_points == len(sweep.columns["key"]) == 20
+    assert sweep.description == "made up: quoted" and sweep.spec["grid"] == {}
+    md = report([tmp_path / "g.h5"], tmp_path / "out").markdown.read_text()
+    assert "\nmade up: quoted\n" in md and "not part of it" not in md
+    _gradcheck_sweep(tmp_path / "bad.h5", seeds=(0,), text="description: [unclosed\n")
+    assert read_sweep(tmp_path / "bad.h5").description is None  # the report still reads it
+    assert (
+        "gradcheck sweep, 20 points"
+        in report([tmp_path / "bad.h5"], tmp_path / "o").markdown.read_text()
+    )
+
+
+def test_report_reads_files_only_through_the_record_modules():
+    """No HDF5 access and no regular-expression parsing of JSON or YAML in the report."""
+    from pathlib import Path
+
+    import analog_hep.studies._report as mod
+
+    for f in Path(mod.__file__).parent.glob("_report*.py"):
+        src = f.read_text()
+        assert "h5py" not in src and "json.loads" not in src, f
+        assert "re.search" not in src and "re.fullmatch" not in src and "re.M" not in src, f
+        assert '"analog-hep-' not in src, f  # the format strings live with the writers
+
+
+def test_a_record_a_run_is_writing_can_be_read(tmp_path):
+    """Records are read without HDF5 file locking: a snapshot of a running record."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.h5"
+    _run_record(path)
+    hold = "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); print('open', flush=True); input()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        assert read_run(path).metrics["epoch"].tolist() == [1, 2, 3]
+        assert read_header(path).kind == "train"
+    finally:
+        proc.communicate("\n", timeout=30)

@@ -155,3 +155,104 @@ def test_realistic_ecram_chip_reaches_92_percent():
     c = load_circuit("digits_ecram")
     res = train(c, TrainOptions.from_circuit(c, epochs=10), progress=False, log=lambda s: None)
     assert res.test_accuracy >= 0.92, res.history["test_accuracy"]
+
+
+# -- one record of hEP settings ------------------------------------------------------------------
+
+
+def test_the_hep_settings_have_one_record_of_defaults():
+    """``HepSettings`` holds the defaults; the YAML spec validates the same fields (the
+    optimizer's grouped), takes its defaults from it; the command line has one option per
+    field; ``HepConfig`` and ``TrainOptions`` extend it."""
+    from dataclasses import fields
+
+    from analog_hep._hep_settings import OPTIMIZER_FIELDS, HepSettings
+    from analog_hep.cli import build_parser
+    from analog_hep.hep import HepConfig
+    from analog_hep.spec import DEFAULT_TRAINING, OptimizerSpec, TrainingSpec
+
+    names = {f.name for f in fields(HepSettings)}
+    spec_fields = set(TrainingSpec.model_fields) - {"optimizer", "batch", "epochs"}
+    assert spec_fields | set(OPTIMIZER_FIELDS) == names
+    assert set(OptimizerSpec.model_fields) - {"name"} == set(OPTIMIZER_FIELDS)
+    defaults = HepSettings()
+    for name, info in TrainingSpec.model_fields.items():
+        if not info.is_required() and name in names:
+            assert info.default == getattr(defaults, name), name
+    assert DEFAULT_TRAINING.hep_settings() == defaults
+    assert issubclass(HepConfig, HepSettings) and issubclass(TrainOptions, HepSettings)
+    shared = {f.name: getattr(HepConfig(), f.name) for f in fields(HepSettings)}
+    assert shared == {f.name: getattr(defaults, f.name) for f in fields(HepSettings)}
+    args = build_parser().parse_args(["train", "digits"])
+    assert all(getattr(args, n) is None for n in names)  # None: the circuit's section wins
+
+
+def test_a_circuit_without_a_training_section_trains_with_the_defaults():
+    import dataclasses
+
+    from analog_hep._hep_settings import HepSettings
+    from analog_hep.spec import DEFAULT_TRAINING
+
+    c = load_circuit("toy")
+    assert c.spec.training is None
+    opts = TrainOptions.from_circuit(c, lr=0.01)
+    want = dataclasses.replace(HepSettings(), lr=0.01)
+    assert {f.name: getattr(opts, f.name) for f in dataclasses.fields(HepSettings)} == (
+        dataclasses.asdict(want)
+    )
+    assert (opts.batch, opts.epochs) == (DEFAULT_TRAINING.batch, DEFAULT_TRAINING.epochs)
+    cfg = opts.hep_config(7)
+    assert cfg.total_steps == 7 and cfg.lr == 0.01 and cfg.points == HepSettings().points
+
+
+# -- the driver train opened is closed on every way out ----------------------------------------
+
+
+@pytest.mark.parametrize("error", [None, RuntimeError, "ConnectionLost", KeyboardInterrupt])
+def test_train_closes_the_driver_it_opened_on_every_exit_path(tmp_path, monkeypatch, error):
+    from analog_hep.emulator import EmulatorDriver
+    from analog_hep.errors import ConnectionLost
+    from analog_hep.studies import _train
+
+    if error == "ConnectionLost":
+        error = ConnectionLost
+    opened: list[EmulatorDriver] = []
+
+    class Failing(EmulatorDriver):
+        """Raises ``error`` at its second settle (mid-epoch); records ``close()``."""
+
+        closed = 0
+
+        def run_schedule(self, schedule):
+            if error is not None and self._calls >= 1:
+                raise error("the chip went away")
+            return super().run_schedule(schedule)
+
+        def close(self):
+            self.closed += 1
+            super().close()
+
+    def fake_open(arg, circuit, *, seed):
+        opened.append(Failing(circuit, seed=seed))
+        return opened[-1]
+
+    monkeypatch.setattr(_train, "open_driver", fake_open)
+    records: list[_train.Record] = []
+    create = _train.Record.create
+    monkeypatch.setattr(
+        _train.Record, "create", lambda *a, **k: records.append(create(*a, **k)) or records[-1]
+    )
+    c = load_circuit("digits")
+    out = tmp_path / "run.h5"
+    opts = TrainOptions.from_circuit(c, epochs=1, max_train=40)
+    if error is None:
+        train(c, opts, out=out, progress=False, log=lambda s: None)
+    else:
+        with pytest.raises(error) as info:
+            train(c, opts, out=out, progress=False, log=lambda s: None)
+        if error is ConnectionLost:
+            assert "--resume" in str(info.value)
+    assert len(opened) == 1 and opened[0].closed == 1
+    assert len(records) == 1 and not records[0].h5.id.valid  # the record was closed too
+    with h5py.File(out, "r") as f:
+        assert ("final" in f) == (error is None)

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 
 from analog_hep.drivers import DriverServer, RemoteDriver
 from analog_hep.drivers import _wire as wire
+from analog_hep.drivers._operations import OPS
+from analog_hep.drivers.validate import MAX_STEPS
 from analog_hep.hep import Controller, HepConfig
 from analog_hep.spec import load_circuit
 
@@ -140,7 +142,7 @@ def bad_request(draw):
         )
         return {"id": rid, "op": "load_state_dict", "args": {"state": state}}
     if kind == "op":
-        op = draw(st.text(max_size=20).filter(lambda o: o not in wire.OPS and o != "hello"))
+        op = draw(st.text(max_size=20).filter(lambda o: o not in OPS and o != "hello"))
         return {"id": rid, "op": op, "args": {}}
     if kind == "args":
         op = draw(st.sampled_from(["load_inputs", "program_delta", "apply_outer_product"]))
@@ -420,7 +422,7 @@ def _valid_value(op: str, key: str, v: Any) -> bool:
     if key == "lr":
         return _finite_real(v)
     if key in ("free_steps", "nudge_steps"):
-        return v is None or (type(v) is int and 1 <= v <= wire.MAX_STEPS)
+        return v is None or (type(v) is int and 1 <= v <= MAX_STEPS)
     if key == "betas":
         return isinstance(v, list) and all(_finite_real(b) for b in v)
     if key == "name":

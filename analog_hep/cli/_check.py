@@ -25,6 +25,7 @@ from ..spec import (
     format_bytes,
     load_any,
 )
+from ..spec.device_models import device_model
 from ._json import print_json
 
 __all__ = ["card_summary", "circuit_summary", "memory_summary", "register"]
@@ -199,10 +200,13 @@ def card_summary(card: DeviceCard, *, path: str | None = None) -> dict[str, Any]
 
     Keys: ``kind`` ("device"), ``name``, ``description``, ``path``, ``source``,
     ``conductance`` (siemens, plus ``g_min_uS``/``g_max_uS``), ``levels``, ``response``
-    (``model`` and its parameters), ``read_noise_rel``, ``program_noise_rel``, ``drift``,
-    ``faults``, ``refresh``.
+    (``model`` and its parameters), ``response_model`` (from the device-model registry:
+    ``pulsed``, ``own_fields`` (the model's own keys; the others every pulsed model has),
+    ``fit_device``: whether ``fit-device`` fits it), ``read_noise_rel``,
+    ``program_noise_rel``, ``drift``, ``faults``, ``refresh``.
     """
     g = card.conductance
+    model = device_model(card.response)
     return {
         "kind": "device",
         "name": card.name,
@@ -217,6 +221,11 @@ def card_summary(card: DeviceCard, *, path: str | None = None) -> dict[str, Any]
         },
         "levels": g.levels,
         "response": card.response.model_dump(),
+        "response_model": {
+            "pulsed": model.pulsed,
+            "own_fields": list(model.own_fields),
+            "fit_device": model.fit is not None,
+        },
         "read_noise_rel": card.read_noise_rel,
         "program_noise_rel": card.program_noise_rel,
         "drift": card.drift.model_dump() if card.drift else None,
@@ -314,13 +323,17 @@ def _card_text(s: dict[str, Any]) -> str:
     levels = "continuous" if s["levels"] is None else f"{s['levels']} levels"
     response = dict(s["response"])
     model = response.pop("model")
+    own = {k: response.pop(k) for k in s["response_model"]["own_fields"]}
+    kind = "" if s["response_model"]["pulsed"] else ", no pulses (exact updates)"
+    fit = ", fit-device fits it" if s["response_model"]["fit_device"] else ""
     lines = [
         f"device card {s['name']}" + (f"  ({s['path']})" if s["path"] else ""),
         *([f"  {s['description']}"] if s["description"] else []),
         f"paper:       {s['source']['paper']}",
         f"simulator:   {s['source']['simulator']}",
         f"conductance: {g['g_min_uS']:g} to {g['g_max_uS']:g} µS, {levels}",
-        f"response:    {model}" + (f" ({_kv(response)})" if response else ""),
+        f"response:    {model}" + (f" ({_kv(own)})" if own else "") + kind + fit,
+        *([f"pulses:      {_kv(response)}"] if response else []),
         f"noise:       read_noise_rel={s['read_noise_rel']:g}, "
         f"program_noise_rel={s['program_noise_rel']:g}",
         f"drift:       {_kv(s['drift']) if s['drift'] else 'none'}",

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..drivers import CHECKS
+    from ..conformance import CHECKS
 
     p = sub.add_parser(
         "conformance",
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..drivers import run_conformance
+    from ..conformance import run_conformance
     from ..spec import load_circuit
 
     circuit = load_circuit(args.circuit)

@@ -16,7 +16,7 @@ __all__ = ["register", "run"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``fit-device`` subcommand."""
-    from ..studies import FIT_MODELS
+    from ..spec.device_models import FIT_MODELS  # the registry's models with a fit
 
     p = sub.add_parser(
         "fit-device",

@@ -1,7 +1,9 @@
 """``analog-hep train``: train a chip with hEP through a driver, recorded in HDF5.
 
 Every training setting comes from the circuit's ``training`` section, else from
-:data:`analog_hep.spec.DEFAULT_TRAINING`, and each can be overridden by an option. Before the
+:data:`analog_hep.spec.DEFAULT_TRAINING` (whose hEP settings are
+:class:`analog_hep._hep_settings.HepSettings`' defaults), and each can be overridden by an
+option: one per hEP setting, named like it. Before the
 chip is fabricated, the chip and a training step are checked against this machine's memory.
 """
 
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
+from typing import get_args
 
+from .._hep_settings import CircleReaction, HepSettings, LrSchedule, Method, UpdatePath
 from ..errors import SpecError
-from ..spec import Circuit
+from ..spec import DEFAULT_TRAINING, Circuit
 from . import _args
 from ._json import print_json
 
@@ -26,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Train the chip of CIRCUIT through a driver (the emulator by default) on a dataset. "
             "Options override the circuit's training section; a circuit without one uses the "
-            "defaults of docs/specs.md. With --out, every epoch is recorded and checkpointed "
-            "in one HDF5 file; --resume continues a stopped run."
+            "defaults of docs/specs.md (in parentheses below). With --out, every epoch is "
+            "recorded and checkpointed in one HDF5 file; --resume continues a stopped run."
         ),
     )
     p.add_argument("circuit", help="circuit YAML file or name (e.g. circuits/digits.yaml)")
@@ -40,35 +45,73 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(default: digits, or synthetic sized to a circuit no shipped dataset fits)"
         ),
     )
-    p.add_argument("--epochs", type=_args.positive_int)
-    p.add_argument("--method", choices=("hep", "classic", "symmetric", "online"))
-    p.add_argument("--points", type=_args.positive_int, help="N nudge points (classic: repeats)")
-    p.add_argument("--beta", type=_args.positive_float, help="|beta| (dimensionless)")
-    p.add_argument("--lr", type=_args.positive_float, help="SGD learning rate")
-    p.add_argument("--momentum", type=_args.momentum, help="SGD momentum, 0 ... 1 (excluded)")
-    p.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule")
-    p.add_argument("--batch", type=_args.positive_int)
+    p.add_argument(
+        "--epochs",
+        type=_args.positive_int,
+        help=f"passes over the data ({DEFAULT_TRAINING.epochs})",
+    )
+    defaults = HepSettings()  # shown in the help: a circuit's training section comes first
+    p.add_argument("--method", choices=get_args(Method), help=f"estimator ({defaults.method})")
+    p.add_argument(
+        "--points",
+        type=_args.positive_int,
+        help=f"N nudge points (classic: repeats) ({defaults.points})",
+    )
+    p.add_argument(
+        "--beta", type=_args.positive_float, help=f"|beta| (dimensionless) ({defaults.beta})"
+    )
+    p.add_argument("--lr", type=_args.positive_float, help=f"SGD learning rate ({defaults.lr})")
+    p.add_argument(
+        "--momentum",
+        type=_args.momentum,
+        help=f"SGD momentum, 0 ... 1 (excluded) ({defaults.momentum})",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=get_args(LrSchedule),
+        help=f"learning-rate schedule ({defaults.schedule})",
+    )
+    p.add_argument(
+        "--batch", type=_args.positive_int, help=f"samples per step ({DEFAULT_TRAINING.batch})"
+    )
     p.add_argument(
         "--residual-tol",
         type=_args.positive_float,
-        help="largest settle residual (activity units) of a state used for learning",
+        help=(
+            "largest settle residual (activity units) of a state used for learning "
+            f"({defaults.residual_tol})"
+        ),
     )
-    p.add_argument("--update", choices=("auto", "outer_product", "program"))
     p.add_argument(
-        "--online-periods", type=_args.positive_int, help="online: nudge periods per sample"
+        "--update",
+        choices=get_args(UpdatePath),
+        help=f"how updates reach the chip ({defaults.update})",
     )
     p.add_argument(
-        "--online-steps", type=_args.positive_int, help="online: settle steps per nudge point"
+        "--online-periods",
+        type=_args.positive_int,
+        help=f"online: nudge periods per sample ({defaults.online_periods})",
+    )
+    p.add_argument(
+        "--online-steps",
+        type=_args.positive_int,
+        help=f"online: settle steps per nudge point ({defaults.online_steps})",
     )
     p.add_argument(
         "--fallback-fraction",
         type=_args.fraction,
-        help="above this fraction of unsettled samples a step falls back to real nudges",
+        help=(
+            "above this fraction of unsettled samples a step falls back to real nudges "
+            f"({defaults.fallback_fraction})"
+        ),
     )
     p.add_argument(
         "--circle-check",
-        choices=("warn", "shrink", "off"),
-        help="when the nudge circle probably encloses a singularity (docs/gradients.md)",
+        choices=get_args(CircleReaction),
+        help=(
+            "when the nudge circle probably encloses a singularity (docs/gradients.md) "
+            f"({defaults.circle_check})"
+        ),
     )
     p.add_argument("--noise", type=_args.nonneg_float, help="override the neuron noise std")
     p.add_argument(
@@ -132,20 +175,9 @@ def run(args: argparse.Namespace) -> int:
     dataset, dataset_note = default_dataset(circuit, args.dataset)
     opts = TrainOptions.from_circuit(
         circuit,
-        method=args.method,
-        points=args.points,
-        beta=args.beta,
+        **{f.name: getattr(args, f.name) for f in fields(HepSettings)},  # one option each
         batch=args.batch,
         epochs=args.epochs,
-        lr=args.lr,
-        momentum=args.momentum,
-        schedule=args.schedule,
-        residual_tol=args.residual_tol,
-        update=args.update,
-        online_periods=args.online_periods,
-        online_steps=args.online_steps,
-        fallback_fraction=args.fallback_fraction,
-        circle_check=args.circle_check,
         seed=args.seed,
         dataset=dataset,
         driver=args.driver,

@@ -5,8 +5,9 @@
 neither the emulator nor JAX on this side of the wire.
 
 - Every argument is checked against the chip's description *before* any I/O (shapes, dtypes,
-  finite values, capabilities, ``beta_max``, ``max_batch``): a bad call raises
-  :class:`OutOfRange` or :class:`UnsupportedCapability` and nothing is sent.
+  finite values, capabilities, ``beta_max``, ``max_batch``), by the operation's entry of the
+  table in :mod:`analog_hep.drivers._operations` (the checks the server makes): a bad call
+  raises :class:`OutOfRange` or :class:`UnsupportedCapability` and nothing is sent.
 - Every request carries an id. When the link breaks, the client reconnects (for up to
   ``reconnect_s``), takes its session back and re-sends the same request with the same id;
   the server answers a request it already executed from its reply cache, so an update is
@@ -54,9 +55,9 @@ from ..errors import (
     DriverTimeout,
     OutOfRange,
     SpecError,
-    UnsupportedCapability,
 )
 from . import _wire as w
+from ._operations import OPERATIONS
 from ._protocol import ChipDescription, NudgeSchedule, Settled, UpdateReport
 
 __all__ = ["RemoteDriver", "parse_address", "read_token_file"]
@@ -328,6 +329,19 @@ class RemoteDriver:
             time.sleep(delay_s)
             delay_s = min(2 * delay_s, 1.0)
 
+    def _request(self, name: str, /, **call: Any) -> Any:
+        """Make driver call ``name`` through its entry of the operation table: encode the
+        arguments, check them as the server will (before any I/O), send them, decode the
+        result."""
+        op = OPERATIONS[name]
+        args = op.request.encode(call)
+        op.check(self._desc, op.request.decode(args))
+        result = self._call(name, args)
+        try:
+            return op.reply.decode(result)
+        except OutOfRange as err:
+            raise ConnectionLost(f"{self.where} sent a malformed {name} reply: {err}") from None
+
     def _call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         with self._lock:
             return self._call_locked(op, args)
@@ -389,46 +403,30 @@ class RemoteDriver:
         return self._desc
 
     def load_inputs(self, x: Any, y: Any | None) -> None:
-        x = np.asarray(x, dtype=np.float32)
-        y = None if y is None else np.asarray(y, dtype=np.float32)
-        w.check_inputs(self._desc, x, y)
-        self._call("load_inputs", {"x": x, "y": y})
+        self._request("load_inputs", x=x, y=y)
 
     def run_schedule(self, schedule: NudgeSchedule) -> Settled:
-        w.check_schedule(self._desc, schedule)
-        return w.settled_from_wire(self._call("run_schedule", w.schedule_to_wire(schedule)))
+        return self._request("run_schedule", schedule=schedule)
 
     def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
-        rows, cols = np.asarray(rows, np.float32), np.asarray(cols, np.float32)
-        w.check_outer_product(self._desc, name, rows, cols, float(lr))
-        args = {"name": name, "rows": rows, "cols": cols, "lr": float(lr)}
-        return w.report_from_wire(self._call("apply_outer_product", args))
+        return self._request("apply_outer_product", name=name, rows=rows, cols=cols, lr=lr)
 
     def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
-        delta_w = np.asarray(delta_w, np.float32)
-        w.check_delta(self._desc, name, delta_w)
-        return w.report_from_wire(self._call("program_delta", {"name": name, "delta_w": delta_w}))
+        return self._request("program_delta", name=name, delta_w=delta_w)
 
     def read_weights(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return w.weights_from_wire(self._call("read_weights"))
+        return self._request("read_weights")
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        self._need_checkpoint()
-        try:
-            return w.state_from_wire(self._call("state_dict"))
-        except OutOfRange as err:
-            raise ConnectionLost(f"{self.where} sent a malformed state: {err}") from None
+        return self._request("state_dict")
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self._need_checkpoint()
-        if not isinstance(state, dict):
-            raise OutOfRange("a state dict must map names to arrays")
-        self._call("load_state_dict", {"state": {k: np.asarray(v) for k, v in state.items()}})
+        self._request("load_state_dict", state=state)
 
     def ping(self) -> float:
         """Round-trip time of an empty request (s)."""
         t0 = time.perf_counter()
-        self._call("ping")
+        self._request("ping")
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -439,7 +437,7 @@ class RemoteDriver:
             if self._sock is not None:
                 self.timeout_s = min(self.timeout_s, 10.0)
                 self.reconnect_s = 0.0
-                self._call("close")
+                self._request("close")
         except AnalogHepError:
             pass  # the server is gone already: nothing left to release
         finally:
@@ -451,12 +449,6 @@ class RemoteDriver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _need_checkpoint(self) -> None:
-        if not self._desc.capabilities.checkpoint:
-            raise UnsupportedCapability(
-                f"chip {self._desc.name!r} cannot save or restore its state"
-            )
 
 
 def _why(err: BaseException) -> str:

@@ -16,9 +16,11 @@ protocol of :mod:`analog_hep.drivers._wire`. Rules it keeps:
   full; authenticated connections have their own limit (``max_connections``), refused with
   a ``ChipBusy`` error marked ``"retry": true`` that clients retry.
 - Every request is checked (frame size, dtypes, shapes, capabilities, finite values, request
-  id) before the driver sees it; malformed input gets a typed error reply (``ProtocolError``
-  for the envelope, ``OutOfRange`` for arguments) and never reaches the chip. The
-  connection stays open unless the framing itself is broken.
+  id) before the driver sees it, through its entry of the operation table
+  (:mod:`analog_hep.drivers._operations`, with the validators of
+  :mod:`analog_hep.drivers.validate`: the client's own checks); malformed input gets a typed
+  error reply (``ProtocolError`` for the envelope, ``OutOfRange`` for arguments) and never
+  reaches the chip. The connection stays open unless the framing itself is broken.
 - Replies are cached per request id, so a request re-sent after a reconnect is answered
   again, not applied twice; an id at or below the session's highest executed id that is
   no longer cached is refused, never executed.
@@ -49,26 +51,15 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import AnalogHepError, OutOfRange, SpecError, UnsupportedCapability
+from ..errors import AnalogHepError, OutOfRange, SpecError
 from . import _wire as w
+from ._operations import OPERATIONS, Request, request_from_message, request_id
 from ._protocol import ChipDescription, Driver
 from ._registry import available_drivers, open_driver, parse_driver_arg
 
 __all__ = ["DriverServer", "is_loopback"]
 
 _REPLY_CACHE_ENTRIES = 16
-_ARGS: dict[str, frozenset[str]] = {
-    "ping": frozenset(),
-    "describe": frozenset(),
-    "read_weights": frozenset(),
-    "state_dict": frozenset(),
-    "close": frozenset(),
-    "load_inputs": frozenset({"x", "y"}),
-    "run_schedule": frozenset({"betas", "free_steps", "nudge_steps", "start"}),
-    "apply_outer_product": frozenset({"name", "rows", "cols", "lr"}),
-    "program_delta": frozenset({"name", "delta_w"}),
-    "load_state_dict": frozenset({"state"}),
-}
 _REPLY_CACHE_BYTES = 256 << 20
 
 
@@ -389,8 +380,8 @@ class DriverServer:
                 frame_timeout_s=None,
                 deadline=deadline,
             )
-            rid = w.request_id(msg)
-            req = w.request_from_message(msg, first=True)
+            rid = request_id(msg)
+            req = request_from_message(msg, first=True)
             a = req.args
             sid = a.get("session")
             if not isinstance(sid, str) or not 8 <= len(sid) <= 64 or not sid.isalnum():
@@ -556,9 +547,9 @@ class DriverServer:
         msg: Any = None
         try:  # the frame was read whole: a bad message leaves the stream usable
             msg = w.decode_frame(header, payload)
-            req = w.request_from_message(msg, first=False)
+            req = request_from_message(msg, first=False)
         except w.ProtocolError as err:
-            return self._error(w.request_id(msg), "ProtocolError", str(err)), False
+            return self._error(request_id(msg), "ProtocolError", str(err)), False
         digest = hashlib.sha256(repr((req.op, _fingerprint(req.args))).encode()).digest()
         with s.lock:
             if s.owner is not conn or self._session is not s:
@@ -586,7 +577,7 @@ class DriverServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _execute(self, s: _Session, req: w.Request) -> tuple[bytes, bool]:
+    def _execute(self, s: _Session, req: Request) -> tuple[bytes, bool]:
         """Validate ``req``, then run it on the driver: ``(reply, reached_the_driver)``.
 
         A request refused by validation never reaches the chip and its reply is not cached
@@ -608,51 +599,38 @@ class DriverServer:
             self._log(f"driver failed in {req.op}:\n{traceback.format_exc()}")
             return self._error(req.id, "DriverError", f"{type(err).__name__}: {err}"), True
 
-    def _prepare(self, s: _Session, op: str, a: dict[str, Any]) -> Callable[[], Any]:
-        """Check the arguments of ``op`` completely; return the driver call to make."""
-        d, desc = s.driver, s.desc
-        expected = _ARGS[op]
-        if set(a) != expected:
-            raise OutOfRange(f"{op}: expected arguments {sorted(expected)}, found {sorted(a)}")
-        if op == "ping":
-            return dict
-        if op == "describe":
-            return lambda: w.description_to_wire(desc)
-        if op == "load_inputs":
-            x, y = a["x"], a["y"]
-            w.check_inputs(desc, x, y)
-            return lambda: d.load_inputs(x, y) or {}
-        if op == "run_schedule":
-            sched = w.schedule_from_wire(a)
-            w.check_schedule(desc, sched)
-            return lambda: w.settled_to_wire(d.run_schedule(sched))
-        if op == "apply_outer_product":
-            name, rows, cols, lr = a["name"], a["rows"], a["cols"], a["lr"]
-            w.check_outer_product(desc, name, rows, cols, lr)
-            return lambda: w.report_to_wire(d.apply_outer_product(name, rows, cols, lr=float(lr)))
-        if op == "program_delta":
-            name, delta = a["name"], a["delta_w"]
-            w.check_delta(desc, name, delta)
-            return lambda: w.report_to_wire(d.program_delta(name, delta))
-        if op == "read_weights":
-            return lambda: w.weights_to_wire(d.read_weights())
-        if op == "state_dict":
-            self._need_checkpoint(desc)
-            return lambda: {k: np.asarray(v) for k, v in d.state_dict().items()}
-        if op == "load_state_dict":
-            self._need_checkpoint(desc)
-            state = w.state_from_wire(a["state"])
-            reference = {k: np.asarray(v) for k, v in d.state_dict().items()}
-            w.check_state(reference, state)
-            return lambda: d.load_state_dict(state) or {}
-        if op == "close":
-            return lambda: self._close_driver(s) or {}
-        raise w.ProtocolError(f"unknown op {op!r}")
+    def _prepare(self, s: _Session, name: str, a: dict[str, Any]) -> Callable[[], Any]:
+        """Check the arguments of op ``name`` completely (its entry of the operation
+        table); return the call to make."""
+        op = OPERATIONS[name]  # the envelope check let only the table's ops through
+        if set(a) != op.args:
+            raise OutOfRange(f"{name}: expected arguments {sorted(op.args)}, found {sorted(a)}")
+        call = op.request.decode(a)
+        op.check(s.desc, call)
+        if op.check_served is not None:
+            op.check_served(s.driver, call)
+        target = s.driver if op.served_by == "driver" else _SessionOps(self, s)
+        return lambda: op.reply.encode(op.invoke(target, call))
 
-    @staticmethod
-    def _need_checkpoint(desc: ChipDescription) -> None:
-        if not desc.capabilities.checkpoint:
-            raise UnsupportedCapability(f"chip {desc.name!r} cannot save or restore its state")
+
+class _SessionOps:
+    """The operations a server answers itself (``served_by="server"`` in the table): the
+    session's description, a ping, and closing the session's driver."""
+
+    def __init__(self, server: DriverServer, session: _Session):
+        self._server = server
+        self._session = session
+
+    def describe(self) -> ChipDescription:
+        """The description the driver gave when the session opened it."""
+        return self._session.desc
+
+    def ping(self) -> None:
+        """Nothing: the reply is the answer."""
+
+    def close(self) -> None:
+        """Close the session's driver (a failure to close is logged, never raised)."""
+        self._server._close_driver(self._session)
 
 
 def _fingerprint(v: Any) -> Any:

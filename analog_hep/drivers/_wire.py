@@ -29,9 +29,9 @@ HEX, "auth": "hmac-sha256" | "none", ...}``. The client answers ``{"op": "hello"
 ``auth = HMAC-SHA256(token, "analog-hep/1" + nonce + session)`` (the token never crosses the
 wire). Then requests ``{"op", "id", "args"}`` and replies ``{"id", "ok": true, "result"}`` or
 ``{"id", "ok": false, "error": {"type", "message"}}`` (``"retry": true`` added to a
-transient refusal), one at a time. Ops: ``describe``, ``load_inputs``, ``run_schedule``,
-``apply_outer_product``, ``program_delta``, ``read_weights``, ``state_dict``,
-``load_state_dict``, ``ping``, ``close``.
+transient refusal), one at a time. Ops: the names of the operation table in
+:mod:`analog_hep.drivers._operations` (the driver's methods, ``ping`` and ``close``), which
+also says each one's arguments and how they and its result are encoded.
 
 **Request ids** are JSON integers: 0 for the hello, ``1 .. 2**63-1`` afterwards, each new
 request of a session higher than every id the session executed. The server keeps its last
@@ -53,7 +53,7 @@ import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -74,13 +74,13 @@ from ._protocol import (
     Settled,
     UpdateReport,
 )
+from .validate import MAX_POINTS, real_number, short
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "HELLO_ID",
     "MAGIC",
-    "OPS",
     "PREAUTH_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "RECV_CHUNK_BYTES",
@@ -106,27 +106,12 @@ DEFAULT_MAX_PAYLOAD_BYTES = 256 << 20  # 256 MiB of arrays
 PREAUTH_MAX_FRAME_BYTES = 64 << 10  # before the hello is accepted
 MAX_NDIM = 8
 MAX_ARRAYS = 4096
-MAX_STEPS = 10_000_000  # settle lengths beyond this are refused (a typo, not a schedule)
-MAX_POINTS = 100_000
 RECV_CHUNK_BYTES = 1 << 20  # a frame's buffer grows by at most this much per read (bytes)
 HELLO_ID = 0  # the hello's request id; every later request of a connection uses 1 .. 2**63-1
 MAX_REQUEST_ID = 2**63 - 1
 
 DTYPES = frozenset(
     ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8", "<c8", "<c16"]
-)
-
-OPS = (
-    "describe",
-    "load_inputs",
-    "run_schedule",
-    "apply_outer_product",
-    "program_delta",
-    "read_weights",
-    "state_dict",
-    "load_state_dict",
-    "ping",
-    "close",
 )
 
 
@@ -492,35 +477,14 @@ def _field(obj: Any, key: str, kinds: type | tuple[type, ...], what: str) -> Any
     return v
 
 
-def _real_array(a: Any, what: str) -> np.ndarray:
+def float32_array(a: Any, what: str) -> np.ndarray:
+    """``a`` when it is a float32 array (what the client sends for every array argument);
+    :class:`OutOfRange` otherwise."""
     if not isinstance(a, np.ndarray):
         raise OutOfRange(f"{what} must be an array, found {type(a).__name__}")
     if a.dtype != np.float32:
         raise OutOfRange(f"{what} must be float32 on the wire, found {a.dtype}")
     return a
-
-
-def _real_number(v: Any) -> float | None:
-    """``v`` as a finite float, or ``None`` when it is not a finite real number (bools and
-    integers beyond the float range are not)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _short(v: Any) -> str:
-    """``repr(v)`` cut to 60 characters (a hostile value can be huge)."""
-    text = repr(v) if not isinstance(v, np.ndarray) else f"an array {v.dtype} {v.shape}"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _finite(a: np.ndarray, what: str) -> None:
-    if a.size and not np.isfinite(a).all():
-        raise OutOfRange(f"{what} holds NaN or infinite values; nothing was sent to the chip")
 
 
 # -- description -----------------------------------------------------------------------------
@@ -589,126 +553,6 @@ def description_from_wire(d: Any) -> ChipDescription:
         raise ProtocolError(str(err)) from None
 
 
-def crossbar(desc: ChipDescription, name: Any) -> CrossbarInfo:
-    """The crossbar called ``name``; :class:`OutOfRange` if the chip has none."""
-    if not isinstance(name, str):  # an array here would compare elementwise
-        raise OutOfRange(f"a crossbar name must be a string, found {type(name).__name__}")
-    for c in desc.crossbars:
-        if c.name == name:
-            return c
-    raise OutOfRange(f"no crossbar {name!r}; this chip has {list(desc.crossbar_names)}")
-
-
-# -- validation shared by the client (before any I/O) and the server (before the driver) ----
-
-
-def check_inputs(desc: ChipDescription, x: np.ndarray, y: np.ndarray | None) -> None:
-    """``x`` ``(B, n_0)`` and ``y`` ``(B, classes)`` float32, finite, ``1 <= B <= max_batch``."""
-    x = _real_array(x, "inputs x")
-    if x.ndim != 2 or x.shape[1] != desc.layers[0] or x.shape[0] < 1:
-        raise OutOfRange(f"inputs must be (batch >= 1, {desc.layers[0]}), found {x.shape}")
-    mb = desc.capabilities.max_batch
-    if mb is not None and x.shape[0] > mb:
-        raise OutOfRange(f"batch of {x.shape[0]} exceeds the chip's max_batch {mb}")
-    _finite(x, "inputs x")
-    if y is not None:
-        y = _real_array(y, "targets y")
-        if y.shape != (x.shape[0], desc.classes):
-            raise OutOfRange(
-                f"targets must be (batch, classes) = {(x.shape[0], desc.classes)}, found {y.shape}"
-            )
-        _finite(y, "targets y")
-
-
-def check_schedule(desc: ChipDescription, s: NudgeSchedule) -> None:
-    """Every beta finite, within ``beta_max``, real unless ``complex_nudges``; step counts in
-    ``[1, 1e7]``; ``start`` known and ``previous`` only with ``previous_start``."""
-    caps = desc.capabilities
-    if caps.max_points is not None and len(s.betas) > caps.max_points:
-        raise OutOfRange(
-            f"{len(s.betas)} nudge points exceed the chip's max_points {caps.max_points}"
-        )
-    if len(s.betas) > MAX_POINTS:
-        raise OutOfRange(f"{len(s.betas)} nudge points exceed {MAX_POINTS}")
-    for b in s.betas:
-        b = complex(b)
-        if not (math.isfinite(b.real) and math.isfinite(b.imag)):
-            raise OutOfRange(f"beta {b} is not finite")
-        size = math.hypot(b.real, b.imag)  # abs() overflows near the float limit
-        if caps.beta_max is not None and size > caps.beta_max:
-            raise OutOfRange(f"|beta| = {size:.6g} exceeds the chip's beta_max {caps.beta_max}")
-    if s.is_complex and not caps.complex_nudges:
-        raise UnsupportedCapability(
-            f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges): use real "
-            "nudges (symmetric or classic EP)"
-        )
-    for key in ("free_steps", "nudge_steps"):
-        v = getattr(s, key)
-        if v is not None and (type(v) is not int or not 1 <= v <= MAX_STEPS):
-            raise OutOfRange(f"{key} must be None or an integer in [1, {MAX_STEPS}], found {v!r}")
-    if s.start not in ("free", "previous"):
-        raise OutOfRange(f"start must be 'free' or 'previous', found {s.start!r}")
-    if s.start == "previous" and not caps.previous_start:
-        raise UnsupportedCapability(f"chip {desc.name!r} cannot settle from the previous point")
-
-
-def check_outer_product(
-    desc: ChipDescription, name: Any, rows: np.ndarray, cols: np.ndarray, lr: Any
-) -> None:
-    """Crossbar known, ``rows`` ``(R, n_out)``, ``cols`` ``(R, n_in + 1)`` float32 finite,
-    ``lr`` a finite number, and the chip has ``outer_product_update``."""
-    if not desc.capabilities.outer_product_update:
-        raise UnsupportedCapability(f"chip {desc.name!r} has no parallel outer-product update")
-    xb = crossbar(desc, name)
-    rows, cols = _real_array(rows, "rows"), _real_array(cols, "cols")
-    if (
-        rows.ndim != 2
-        or cols.ndim != 2
-        or rows.shape[1] != xb.n_out
-        or cols.shape[1] != xb.n_in + 1
-    ):
-        raise OutOfRange(
-            f"{name}: rows must be (R, {xb.n_out}) and cols (R, {xb.n_in + 1}), found "
-            f"{rows.shape} and {cols.shape}"
-        )
-    if rows.shape[0] != cols.shape[0]:
-        raise OutOfRange(
-            f"{name}: rows and cols need the same R, found {rows.shape[0]}, {cols.shape[0]}"
-        )
-    if _real_number(lr) is None:
-        raise OutOfRange(f"{name}: lr must be a finite number, found {_short(lr)}")
-    _finite(rows, f"{name}: rows")
-    _finite(cols, f"{name}: cols")
-
-
-def check_delta(desc: ChipDescription, name: Any, delta_w: np.ndarray) -> None:
-    """Crossbar known, ``delta_w`` ``(n_out, n_in + 1)`` float32 finite, ``program_delta``."""
-    if not desc.capabilities.program_delta:
-        raise UnsupportedCapability(f"chip {desc.name!r} cannot program per-device deltas")
-    xb = crossbar(desc, name)
-    delta_w = _real_array(delta_w, "delta_w")
-    if delta_w.shape != (xb.n_out, xb.n_in + 1):
-        raise OutOfRange(f"{name}: delta must be {(xb.n_out, xb.n_in + 1)}, found {delta_w.shape}")
-    _finite(delta_w, f"{name}: delta_w")
-
-
-def check_state(reference: Mapping[str, np.ndarray], state: Any) -> None:
-    """``state`` has exactly the keys of ``reference``, each with its shape and dtype."""
-    if not isinstance(state, dict):
-        raise OutOfRange("a state dict must be an object of arrays")
-    if set(state) != set(reference):
-        missing, extra = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
-        raise OutOfRange(
-            f"state dict keys differ from the chip's: missing {missing[:5]}, extra {extra[:5]}"
-        )
-    for k, ref in reference.items():
-        a = state[k]
-        ref = np.asarray(ref)
-        if not isinstance(a, np.ndarray) or a.shape != ref.shape or a.dtype != ref.dtype:
-            found = (a.shape, a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
-            raise OutOfRange(f"state {k!r} must be {ref.shape} {ref.dtype}, found {found}")
-
-
 # -- messages --------------------------------------------------------------------------------
 
 
@@ -731,10 +575,10 @@ def schedule_from_wire(d: Any) -> NudgeSchedule:
         if isinstance(b, complex):
             out.append(b)
             continue
-        f = _real_number(b)
+        f = real_number(b)
         if f is None:  # non-finite floats arrive as numbers too: check_schedule names them
             if not isinstance(b, float):
-                raise OutOfRange(f"{what}: beta {_short(b)} is not a finite number")
+                raise OutOfRange(f"{what}: beta {short(b)} is not a finite number")
             f = b
         out.append(complex(f))
     fs = _field(d, "free_steps", (int, type(None)), what)
@@ -828,50 +672,3 @@ def state_from_wire(d: Any) -> dict[str, np.ndarray]:
     if not isinstance(d, dict) or not all(isinstance(a, np.ndarray) for a in d.values()):
         raise OutOfRange("a state dict must be an object of arrays")
     return dict(d)
-
-
-class Request(NamedTuple):
-    """A decoded request: ``id``, ``op`` (one of :data:`OPS` or ``hello``), ``args``."""
-
-    id: int
-    op: str
-    args: dict[str, Any]
-
-
-def request_id(msg: Any) -> int | None:
-    """The id of a request message when it is a valid one (to address an error reply),
-    else ``None``."""
-    rid = msg.get("id") if isinstance(msg, dict) else None
-    return rid if type(rid) is int and HELLO_ID <= rid <= MAX_REQUEST_ID else None
-
-
-def request_from_message(msg: dict[str, Any], *, first: bool = True) -> Request:
-    """Check the envelope of a request message.
-
-    Ids are JSON integers (not bools, not floats): the hello, a connection's ``first``
-    request, has id :data:`HELLO_ID` (0); every later request an id in
-    ``[1, MAX_REQUEST_ID]`` and an op of :data:`OPS` (a second hello is refused).
-
-    **Raises:** :class:`ProtocolError` naming what is wrong.
-    """
-    rid, op, args = msg.get("id"), msg.get("op"), msg.get("args", {})
-    extra = set(msg) - {"id", "op", "args"}
-    if extra:
-        raise ProtocolError(f"unknown request fields {sorted(extra)[:5]}")
-    if not isinstance(op, str):
-        raise ProtocolError(f"op must be a string, found {_short(op)}")
-    if first and op != "hello":
-        raise ProtocolError(f"the first request must be hello, found {_short(op)}")
-    if not first and op == "hello":
-        raise ProtocolError("hello is only valid as a connection's first request")
-    if op != "hello" and op not in OPS:
-        raise ProtocolError(f"unknown op {_short(op)}; known: {', '.join(OPS)}")
-    lo = HELLO_ID if first else HELLO_ID + 1
-    hi = HELLO_ID if first else MAX_REQUEST_ID
-    if type(rid) is not int or not lo <= rid <= hi:
-        raise ProtocolError(
-            f"{op}: request id must be an integer in [{lo}, {hi}], found {_short(rid)}"
-        )
-    if not isinstance(args, dict):
-        raise ProtocolError(f"{op}: request args must be an object")
-    return Request(rid, op, args)

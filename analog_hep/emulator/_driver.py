@@ -10,6 +10,7 @@ of the checkpointed state, so a resumed run draws the same noise as an uninterru
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -26,6 +27,13 @@ from ..drivers import (
     Settled,
     UpdateReport,
 )
+from ..drivers.validate import (
+    check_delta,
+    check_inputs,
+    check_outer_product,
+    check_schedule,
+    check_state,
+)
 from ..errors import OutOfRange, SpecError, UnsupportedCapability
 from ..physics import (
     is_holomorphic,
@@ -38,7 +46,7 @@ from ..physics import (
 )
 from ..spec import SEED_MAX, Circuit, check_fits
 from ._chip import Chip, Crossbar, fabricate
-from ._phases import dac, free_phase, measure, nudge_phases
+from ._phases import NudgePlan, dac, free_phase, measure, nudge_phases, nudge_schedule
 
 __all__ = ["EmulatorDriver"]
 
@@ -80,6 +88,16 @@ def _program_pair(card, devices, g_pair, visible, delta_w, g_unit_S, tolerance_S
     return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
+@functools.lru_cache(maxsize=64)
+def _schedule_values(
+    betas: tuple[complex, ...], noisy: bool, start: str
+) -> tuple[jax.Array, NudgePlan]:
+    """A schedule's values on the device and its plan, kept for the schedules a run reuses
+    (no host-to-device copy of the nudges per call)."""
+    values, plan = nudge_schedule(betas, noisy=noisy, start=start)  # type: ignore[arg-type]
+    return jnp.asarray(values), plan
+
+
 @eqx.filter_jit
 def _settle_schedule(
     chip: Chip,
@@ -87,28 +105,24 @@ def _settle_schedule(
     y: jax.Array,
     base_key: jax.Array,
     call: jax.Array,
+    betas: jax.Array,
+    plan: NudgePlan,
     *,
-    betas: tuple[complex, ...],
     free_steps: int,
     nudge_steps: int,
-    start: str,
 ) -> Settled:
     """DAC, free phase, nudge schedule and ADC readout in one compiled call (no host round
-    trip between the phases). Noise keys: ``fold_in(base_key, call)`` split in two."""
+    trip between the phases). Noise keys: ``fold_in(base_key, call)`` split in two.
+    ``betas`` ``(K,)`` are data and ``plan`` their static structure (``nudge_schedule``): one
+    compile per shape, whatever ``|beta|``."""
     k_free, k_nudge = jr.split(jr.fold_in(base_key, call))
     noisy = chip.noisy
     x = dac(chip, x)
     free = free_phase(chip, x, steps=free_steps, key=k_free if noisy else None)
     free_read = measure(chip, free)
-    if betas:
+    if plan.where:
         pts = nudge_phases(
-            chip,
-            free,
-            y,
-            betas,
-            steps=nudge_steps,
-            start=start,  # type: ignore[arg-type]
-            key=k_nudge if noisy else None,
+            chip, free, y, betas, plan, steps=nudge_steps, key=k_nudge if noisy else None
         )
         pts = measure(chip, pts)  # type: ignore[arg-type]
         betas_a, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
@@ -258,6 +272,7 @@ class EmulatorDriver:
         self._x: jax.Array | None = None
         self._y: jax.Array | None = None
         self._closed = False
+        self._desc = self.describe()  # what the shared validators check calls against
 
     @classmethod
     def open(
@@ -310,22 +325,12 @@ class EmulatorDriver:
         self._check_open()
         cfg = self.chip.config
         # Host inputs are checked on the host (no device round trip); device arrays on device.
-        finite = np.isfinite if isinstance(x, np.ndarray) else jnp.isfinite
-        x = x if isinstance(x, jax.Array) else np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != cfg.layers[0]:
-            raise OutOfRange(f"inputs must be (batch, {cfg.layers[0]}), found {tuple(x.shape)}")
-        if y is not None:
-            y = jnp.asarray(y, jnp.float32)
-            if y.shape != (x.shape[0], cfg.classes):
-                raise OutOfRange(
-                    f"targets must be (batch, classes) = {(x.shape[0], cfg.classes)}, "
-                    f"found {tuple(y.shape)}"
-                )
-        if not bool(finite(x).all()):
-            raise OutOfRange("inputs must be finite (found NaN or inf)")
+        check_inputs(self._desc, x, y)
         self._x = jnp.asarray(x, jnp.float32)  # the DAC is applied inside the settle call
-        self._y = y if y is not None else jnp.zeros((x.shape[0], cfg.classes), jnp.float32)
-        if self.mesh is not None and x.shape[0] % self.mesh.size == 0:
+        batch = self._x.shape[0]
+        y = jnp.zeros((batch, cfg.classes)) if y is None else y
+        self._y = jnp.asarray(y, jnp.float32)
+        if self.mesh is not None and batch % self.mesh.size == 0:
             rows = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("batch"))
             self._x = jax.device_put(self._x, rows)
             self._y = jax.device_put(self._y, rows)
@@ -335,30 +340,24 @@ class EmulatorDriver:
         if self._x is None or self._y is None:
             raise UnsupportedCapability("load_inputs must be called before run_schedule")
         cfg = self.chip.config
-        if schedule.is_complex and not is_holomorphic(cfg.activation):
-            raise UnsupportedCapability(
-                f"activation {cfg.activation!r} is not holomorphic: complex nudges are not "
-                "supported; use real nudges (classic or symmetric EP)"
-            )
+        check_schedule(self._desc, schedule)  # complex nudges need a holomorphic activation
         self._calls += 1
+        betas, plan = _schedule_values(
+            tuple(complex(b) for b in schedule.betas), self.chip.noisy, schedule.start
+        )
         return _settle_schedule(
             self.chip,
             self._x,
             self._y,
             self._base_key,
             np.asarray(self._calls, np.int32),
-            betas=tuple(complex(b) for b in schedule.betas),
+            betas,
+            plan,
             free_steps=schedule.free_steps or cfg.free_steps,
             nudge_steps=schedule.nudge_steps or cfg.nudge_steps,
-            start=schedule.start,
         )
 
     # -- updates -----------------------------------------------------------------------------
-
-    def _crossbar(self, name: str):
-        if name not in self.chip.crossbars:
-            raise OutOfRange(f"no crossbar {name!r}; this chip has {list(self.chip.crossbars)}")
-        return self.chip.crossbars[name]
 
     def _set_pair(
         self, name: str, hidden: jax.Array, g_plus_S: jax.Array, g_minus_S: jax.Array
@@ -369,19 +368,11 @@ class EmulatorDriver:
 
     def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
         self._check_open()
-        xb = self._crossbar(name)
-        n_out, n_in1 = xb.g_plus_S.shape
+        # Finite factors are checked inside the compiled update (no copy to the host).
+        check_outer_product(self._desc, name, rows, cols, lr, finite=False)
+        xb = self.chip.crossbars[name]
         rows = jnp.asarray(rows, jnp.float32)
         cols = jnp.asarray(cols, jnp.float32)
-        if rows.ndim != 2 or cols.ndim != 2 or rows.shape[1] != n_out or cols.shape[1] != n_in1:
-            raise OutOfRange(
-                f"{name}: rows must be (R, {n_out}) and cols (R, {n_in1}), found "
-                f"{tuple(rows.shape)} and {tuple(cols.shape)}"
-            )
-        if rows.shape[0] != cols.shape[0]:
-            raise OutOfRange(
-                f"{name}: rows and cols need the same R, found {rows.shape[0]} and {cols.shape[0]}"
-            )
         per = self.circuit.spec.periphery
         hidden, g_plus, g_minus, rep, ok = _outer_product_step(
             self.circuit.devices[name],
@@ -412,12 +403,10 @@ class EmulatorDriver:
 
     def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
         self._check_open()
-        xb = self._crossbar(name)
+        # A finite request is checked inside the compiled write-verify (no copy to the host).
+        check_delta(self._desc, name, delta_w, finite=False)
+        xb = self.chip.crossbars[name]
         delta_w = jnp.asarray(delta_w, jnp.float32)
-        if delta_w.shape != xb.g_plus_S.shape:
-            raise OutOfRange(
-                f"{name}: delta must be {xb.g_plus_S.shape}, found {tuple(delta_w.shape)}"
-            )
         card = self.circuit.devices[name]
         tolerance_S = 0.5 * max(
             float(getattr(card.response, "dw_min", 0.0)) * normalised_scale_S(card),
@@ -461,13 +450,12 @@ class EmulatorDriver:
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        check_state(self.state_dict(), state)  # keys, shapes and dtypes of this chip's own
         self._calls = int(state["calls"])
         for n in self.chip.crossbars:
             pair = jnp.stack(
                 [jnp.asarray(state[f"{n}/g_plus_S"]), jnp.asarray(state[f"{n}/g_minus_S"])]
             )
-            if pair.shape[1:] != self.chip.crossbars[n].g_plus_S.shape:
-                raise OutOfRange(f"checkpoint of crossbar {n!r} has shape {pair.shape[1:]}")
             self._set_pair(n, jnp.asarray(state[f"{n}/hidden_S"]), pair[0], pair[1])
             self._updates[n] = int(state[f"{n}/updates"])
 

@@ -1,27 +1,43 @@
 """Free phase and nudge schedules on the emulated chip, batched in one compiled call.
 
-A nudge schedule is a tuple of ``K`` complex ``beta`` values. With ``start="free"`` every
-point settles from the free state and all ``K x B`` rows run as one batch (the crossbar
-products become matrix products); with ``start="previous"`` the points settle one after the
-other, each from the previous point (adiabatic walk around the circle). On a noiseless chip,
-points that are complex conjugates of one another have conjugate fixed points, so only one
-of each pair is settled (about N/2 + 1 solves for hEP).
+A nudge schedule is ``K`` complex ``beta`` values: an array (data, traced: one compile per
+shape whatever ``|beta|``) and a :class:`NudgePlan` (static: which points are settled, which
+are conjugates of one another or lie on the real axis, where they start). With
+``start="free"`` every point settles from the free state and all ``K x B`` rows run as one
+batch (the crossbar products become matrix products); with ``start="previous"`` the points
+settle one after the other, each from the previous point (adiabatic walk around the circle).
+On a noiseless chip, points that are complex conjugates of one another have conjugate fixed
+points, so only one of each pair is settled (about N/2 + 1 solves for hEP).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
 from ._chip import Chip
 from ._settle import SettleOut, quantise, settle
 
-__all__ = ["Points", "dac", "free_phase", "measure", "nudge_phases", "settle_points"]
+__all__ = [
+    "NudgePlan",
+    "Points",
+    "dac",
+    "free_phase",
+    "measure",
+    "nudge_phases",
+    "nudge_plan",
+    "nudge_points",
+    "nudge_schedule",
+    "settle_points",
+]
 
 
 class Points(NamedTuple):
@@ -88,43 +104,97 @@ def _unique_conjugates(
     return tuple(reps), tuple(where)
 
 
+@dataclass(frozen=True)
+class NudgePlan:
+    """The static structure of a nudge schedule of ``K`` points (hashable: part of the
+    compiled program's identity); the values of ``beta`` are data.
+
+    ``complex_``: some point is off the real axis (complex states); ``start``: ``"free"`` or
+    ``"previous"``; ``reps``: the points settled (indices into the schedule); ``where``: per
+    point, ``(index into reps, conjugate?)``; ``real``: per settled point, whether it lies on
+    the real axis. A circle of any radius has the same plan (``circle_betas`` snaps its
+    symmetries exactly).
+    """
+
+    complex_: bool
+    start: Literal["free", "previous"]
+    reps: tuple[int, ...]
+    where: tuple[tuple[int, bool], ...]
+    real: tuple[bool, ...]
+
+
+def nudge_plan(
+    betas: Sequence[complex],
+    *,
+    start: Literal["free", "previous"],
+    share_conjugates: bool,
+) -> NudgePlan:
+    """The plan of a schedule of Python numbers ``betas`` (``K`` values; only which are equal,
+    conjugate or real matters). ``share_conjugates``: settle one of each conjugate pair (exact
+    on a noiseless chip only; ignored for ``start="previous"``)."""
+    bs = tuple(complex(b) for b in betas)
+    if share_conjugates and start == "free":
+        reps, where = _unique_conjugates(bs)
+    else:
+        reps, where = tuple(range(len(bs))), tuple((k, False) for k in range(len(bs)))
+    real = tuple(bs[k].imag == 0.0 for k in reps)
+    return NudgePlan(any(b.imag != 0 for b in bs), start, reps, where, real)
+
+
+def nudge_schedule(
+    betas: Sequence[complex],
+    *,
+    noisy: bool,
+    start: Literal["free", "previous"],
+    dtype: jnp.dtype = jnp.float32,
+) -> tuple[np.ndarray, NudgePlan]:
+    """A schedule of Python numbers as ``(values, plan)`` for :func:`nudge_phases`.
+
+    ``values``: ``(K,)`` in ``dtype`` (the inputs' float dtype) or its complex type when some
+    point is complex; ``noisy``: the chip draws noise (then every point is settled).
+    """
+    plan = nudge_plan(betas, start=start, share_conjugates=not noisy)
+    if plan.complex_:
+        values = np.asarray([complex(b) for b in betas], jnp.result_type(dtype, jnp.complex64))
+    else:
+        values = np.asarray([complex(b).real for b in betas], dtype)
+    return values, plan
+
+
 def tile_rows(a: Array, k: int) -> Array:
     """``(B, ...)`` -> ``(k B, ...)``: ``k`` copies of the rows, copy-major (point ``j``'s
     rows are ``j B .. (j + 1) B``)."""
     return jnp.broadcast_to(a, (k, *a.shape)).reshape(k * a.shape[0], *a.shape[1:])
 
 
-@eqx.filter_jit
-def nudge_phases(
+def nudge_points(
     chip: Chip,
     free: SettleOut,
     y: Float[Array, "b c"],
-    betas: tuple[complex, ...],
+    betas: Inexact[Array, " k"],
+    plan: NudgePlan,
     *,
     steps: int,
-    start: Literal["free", "previous"],
     key: PRNGKeyArray | None,
 ) -> Points:
-    """Settle the chip at every ``beta`` of the schedule.
+    """Settle the chip at every ``beta`` of the schedule (traceable: :func:`nudge_phases`
+    compiles it; vectorised studies ``vmap`` it over chips and ``|beta|``).
 
     **Arguments:**
 
     - ``free``: the free phase's :class:`SettleOut` (``B`` rows), the starting state.
     - ``y``: ``(B, classes)`` one-hot targets.
-    - ``betas``: the schedule, a static tuple of Python complex numbers.
-    - ``steps``: settle steps per point. ``start``: ``"free"`` or ``"previous"``.
+    - ``betas``: ``(K,)`` the schedule's values (real, or complex when ``plan.complex_``).
+    - ``plan``: its static structure (:func:`nudge_plan`).
+    - ``steps``: settle steps per point.
     - ``key``: PRNG key (``None`` only for a noiseless chip).
 
-    **Returns:** :class:`Points` with ``K = len(betas)``.
+    **Returns:** :class:`Points` with ``K = len(plan.where)``.
     """
-    k_pts = len(betas)
+    k_pts = len(plan.where)
     b = y.shape[0]
     x = free.states[0]
-    s_free = free.states[1:]
-    cplx = any(complex(bt).imag != 0 for bt in betas)
-    dtype = jnp.result_type(x.dtype, jnp.complex64) if cplx else x.dtype
-    beta_arr = jnp.asarray(betas if cplx else [complex(bt).real for bt in betas], dtype)
-    if start == "previous":
+    if plan.start == "previous":
 
         def one(
             s: tuple[Array, ...], kb: tuple[Array, Array]
@@ -136,25 +206,38 @@ def nudge_phases(
             return out.states[1:], out
 
         keys = jr.split(key if key is not None else jr.PRNGKey(0), k_pts)
-        init = tuple(s.astype(dtype) for s in s_free)
-        _, outs = jax.lax.scan(one, init, (keys, beta_arr))
+        init = tuple(s.astype(betas.dtype) for s in free.states[1:])
+        _, outs = jax.lax.scan(one, init, (keys, betas))
         states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
-        return Points(beta_arr, states, outs.logits, outs.residual)
+        return Points(betas, states, outs.logits, outs.residual)
 
-    if chip.noisy:
-        reps, where = tuple(range(k_pts)), tuple((k, False) for k in range(k_pts))
-    else:
-        reps, where = _unique_conjugates(tuple(complex(bt) for bt in betas))
-    real = tuple(complex(betas[k]).imag == 0.0 for k in reps)
-    out = settle_points(chip, free, y, beta_arr[jnp.asarray(reps)], real=real, steps=steps, key=key)
+    every = plan.reps == tuple(range(k_pts))
+    reps = betas if every else betas[jnp.asarray(plan.reps)]
+    out = settle_points(chip, free, y, reps, real=plan.real, steps=steps, key=key)
 
     def expand(a: Array | None) -> Array | None:
-        if a is None:
-            return None
-        return jnp.stack([jnp.conj(a[j]) if c else a[j] for j, c in where])
+        if a is None or every:
+            return a
+        return jnp.stack([jnp.conj(a[j]) if c else a[j] for j, c in plan.where])
 
     states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *(expand(s) for s in out.states[1:]))
-    return Points(beta_arr, states, expand(out.logits), expand(out.residual))  # type: ignore[arg-type]
+    return Points(betas, states, expand(out.logits), expand(out.residual))  # type: ignore[arg-type]
+
+
+@eqx.filter_jit
+def nudge_phases(
+    chip: Chip,
+    free: SettleOut,
+    y: Float[Array, "b c"],
+    betas: Inexact[Array, " k"],
+    plan: NudgePlan,
+    *,
+    steps: int,
+    key: PRNGKeyArray | None,
+) -> Points:
+    """:func:`nudge_points` in one compiled call: one compile per shape and plan, whatever
+    the values of ``betas`` (make both with :func:`nudge_schedule`)."""
+    return nudge_points(chip, free, y, betas, plan, steps=steps, key=key)
 
 
 def settle_points(

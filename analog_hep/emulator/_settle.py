@@ -18,11 +18,13 @@ Layout inside the loop: a state is a real array ``(P, m, n)`` with ``P = 1`` (re
 ``P = 2`` (``[Re; Im]``), ``m`` rows (samples times nudge points): a crossbar read of all
 parts and rows is one real matrix product. ``settle`` takes and returns ordinary real or
 complex arrays ``(m, n)``. Noise per step comes from ``fold_in(key, step)``: it depends on
-the key and the step, not on call order.
+the key, the step and the shape only (not on call order, nor on whether a settle draws its
+neuron noise ahead or step by step).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -40,6 +42,7 @@ __all__ = [
     "SettleOut",
     "from_parts",
     "input_drive",
+    "neuron_noise",
     "neuron_targets",
     "prepare_reads",
     "quantise",
@@ -52,7 +55,8 @@ Parts = Float[Array, "p m n"]
 
 # Neuron noise of a whole settle is drawn in one call when one step needs at most this many
 # normals (and the whole settle at most 16 MiB): on the 2-core CPU that made the batch-20 free
-# phase 1.2x faster and a 64-row one 1.1x slower (docs/performance.md).
+# phase 1.2x faster and a 64-row one 1.1x slower (docs/performance.md). A speed setting only:
+# drawn ahead or step by step, the numbers are the same (:func:`neuron_noise`).
 NOISE_AHEAD_PER_STEP = 16384
 
 
@@ -200,6 +204,20 @@ def quantise(v: Inexact[Array, ...], bits: int | None, lo: float, hi: float) -> 
     return jax.lax.complex(q(v.real), q(v.imag)) if jnp.iscomplexobj(v) else q(v)
 
 
+def neuron_noise(
+    chip: Chip, key: PRNGKeyArray, shape: tuple[int, int, int], step: Array | int | None = None
+) -> Float[Array, ...]:
+    """The neuron noise of a settle of ``shape = (steps, m, sum n_l)``: all steps
+    ``(steps, m, n)`` (``step=None``, one call) or step ``step``'s ``(m, n)`` alone, the same
+    numbers: step ``t`` draws from ``fold_in(fold_in(key, t), 5)`` (one draw for all layers),
+    a pure function of the settle's key, the step and the shape of one step."""
+
+    def one(t: Array | int) -> Array:
+        return chip.noise_std * gaussian(jr.fold_in(jr.fold_in(key, t), 5), shape[1:])
+
+    return jax.vmap(one)(jnp.arange(shape[0])) if step is None else one(step)
+
+
 def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]:
     """The first layer's input drive ``W_0 x + b_0`` ``(m, n_1)`` and its device read-noise
     variance. The drive is constant during a settle, so it is read once; read noise on it is
@@ -227,10 +245,10 @@ def neuron_targets(
     """``sigma(g_l u_l + c_l + noise)`` for every neuron layer (the map the chip iterates).
 
     ``s = (s_1, ..., s_L)`` as parts ``(P, m, n_l)`` (input excluded); ``beta`` ``(P, m, 1)``;
-    ``key=None`` gives the noiseless map; ``nudged=False`` skips the nudge term (``beta`` is
-    known to be 0: the free phase never reads the readout crossbar backwards);
-    ``neuron_noise`` ``(m, sum n_l)``: this step's neuron noise when drawn ahead by the caller
-    (otherwise drawn here from ``key``).
+    ``key=None`` gives the noiseless map (read noise is drawn from ``key``); ``nudged=False``
+    skips the nudge term (``beta`` is known to be 0: the free phase never reads the readout
+    crossbar backwards); ``neuron_noise`` ``(m, sum n_l)``: this step's neuron noise
+    (:func:`neuron_noise`), or ``None`` for none.
     """
     cfg = chip.config
     names = cfg.crossbar_names
@@ -241,10 +259,6 @@ def neuron_targets(
     out = []
     m = drive.shape[0]
     widths = [si.shape[-1] for si in s]
-    if neuron_noise is None and cfg.neuron_noise and key is not None:
-        # One draw for all layers: on small batches the per-op overhead of the noise
-        # generator, not its arithmetic, dominates.
-        neuron_noise = chip.noise_std * gaussian(ks(5), (m, sum(widths)))
     offsets = [0, *np.cumsum(widths).tolist()]
     for l in range(1, n_hidden + 1):
         # Parts terms (complex when the state is) and real-only terms (the input drive, the
@@ -323,17 +337,13 @@ def settle(
 
     widths = tuple(int(si.shape[-1]) for si in state)
     m = x.shape[0]
+    noisy = cfg.neuron_noise and key is not None
+    shape = (steps, m, sum(widths))
     ahead = None
-    per_step = m * sum(widths)
-    if (
-        cfg.neuron_noise
-        and key is not None
-        and per_step <= NOISE_AHEAD_PER_STEP
-        and steps * per_step * 4 <= 16 * 2**20
-    ):
-        # All steps' neuron noise in one draw: per-step draws of a few thousand normals
-        # cost more in per-op overhead than in arithmetic.
-        ahead = chip.noise_std * gaussian(jr.fold_in(key, steps + 1), (steps, m, sum(widths)))
+    if noisy and shape[1] * shape[2] <= NOISE_AHEAD_PER_STEP and math.prod(shape) <= 2**22:
+        # All steps' neuron noise in one call: per-step draws of a few thousand normals cost
+        # more in per-op overhead than in arithmetic. The same numbers as step by step.
+        ahead = neuron_noise(chip, key, shape)  # type: ignore[arg-type]
 
     def targets(
         s: tuple[Parts, ...], k: PRNGKeyArray | None, noise: Array | None
@@ -342,12 +352,17 @@ def settle(
             chip, reads, drive, drive_var, s, beta_p, y, key=k, nudged=nudged, neuron_noise=noise
         )
 
+    def noise_at(t: Array | int, drawn: Array | None) -> Array | None:
+        if drawn is not None or not noisy:
+            return drawn
+        return neuron_noise(chip, key, shape, t)  # type: ignore[arg-type]
+
     def step(
         s: tuple[Parts, ...], tn: tuple[Array, Array | None]
     ) -> tuple[tuple[Parts, ...], None]:
-        t, noise = tn
+        t, drawn = tn
         k = None if key is None else jr.fold_in(key, t)
-        tgt = targets(s, k, noise)
+        tgt = targets(s, k, noise_at(t, drawn))
         return tuple(si + cfg.rate * (ti - si) for si, ti in zip(s, tgt, strict=True)), None
 
     unroll = max(1, min(cfg.unroll, steps - 1))
@@ -355,7 +370,7 @@ def settle(
     state, _ = jax.lax.scan(step, state, xs, unroll=unroll)
     # Last step separately: its increment is the residual.
     k_last = None if key is None else jr.fold_in(key, steps - 1)
-    tgt = targets(state, k_last, None if ahead is None else ahead[-1])
+    tgt = targets(state, k_last, noise_at(steps - 1, None if ahead is None else ahead[-1]))
     gaps = [
         jnp.max(jnp.sqrt(jnp.sum((t - si) ** 2, axis=0)), axis=-1)
         for t, si in zip(tgt, state, strict=True)

@@ -5,6 +5,10 @@ states that did not settle or are not finite, form the local learning signal, tu
 weight changes on the digital side (optax), and send them to the chip, as parallel outer
 products when the chip has them and plain SGD is used, else as programmed deltas.
 
+The controller's state is one value (:class:`ControllerState`, ``hep/_state.py``): a step
+takes it and returns the next, and a checkpoint stores it as it is. Its settings are
+:class:`HepConfig` (``hep/_plan.py``; the defaults live in ``analog_hep/_hep_settings.py``).
+
 This module never imports the emulator or the device physics: it drives a real chip the same
 way. It asks only what ``describe().capabilities`` says the chip can do, and says why when it
 has to fall back (no complex nudges -> symmetric EP; unsettled complex points -> N = 2).
@@ -13,146 +17,23 @@ has to fall back (no complex nudges -> symmetric EP; unsettled complex points ->
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..drivers import ChipDescription, Driver, NudgeSchedule, Settled, UpdateReport
-from ..errors import UnsupportedCapability
-from ._circle import CIRCLE_BIAS, circle_check, circle_threshold
-from ._schedules import circle_betas
+from ..drivers import Driver, NudgeSchedule, Settled, UpdateReport
+from ._circle import circle_check, circle_threshold
+from ._estimators import Coupling, couplings
+from ._plan import HepConfig, Plan, plan, with_beta
 from ._signals import Factors, dense, outer_factors, point_weights
+from ._state import ControllerState, init_state, state_arrays, state_from_arrays
 
-__all__ = ["Controller", "HepConfig", "StepReport", "plan"]
-
-Method = Literal["hep", "classic", "symmetric", "online"]
-
-
-@dataclass(frozen=True)
-class HepConfig:
-    """Learning settings (every number is a decision: no defaults).
-
-    ``lr`` learning rate; ``momentum`` (0 for plain SGD); ``schedule`` ``constant`` or
-    ``cosine`` over ``total_steps``; ``residual_tol`` largest settle residual (activity
-    units) of a usable state; ``update``: ``auto`` (outer products when the chip has them and
-    plain SGD is used, else programmed deltas), ``outer_product`` or ``program``;
-    ``fallback_fraction``: when more than this fraction of the samples have complex points
-    that did not settle, the step is redone with real nudges (N = 2); below it, those
-    samples are dropped.
-
-    The circle diagnostic (``analog_hep.hep._circle``; hEP and online with ``N >= 3``): a
-    step is flagged when the batch ``rho = |c_{-1}| / |c_1|`` implies an aliasing bias
-    ``rho^{N/(N-2)}`` above ``circle_bias`` (the circle probably encloses a singularity of
-    ``s*(beta)``). ``circle_check``: ``warn`` (a note the first time; every step's figures
-    go to the record), ``shrink`` (also halve ``|beta|`` for the next steps after a flagged
-    step, down to ``circle_beta_floor``, default ``beta / 8``) or ``off`` (not computed).
-    Warn is the default: shrinking trades the bias for noise (the reason for a finite
-    ``|beta|``), and under neuron noise ``rho`` has a noise floor that would shrink
-    ``|beta|`` for nothing.
-    """
-
-    method: Method
-    points: int
-    beta: float
-    lr: float
-    momentum: float
-    schedule: Literal["constant", "cosine"]
-    total_steps: int
-    residual_tol: float
-    update: Literal["auto", "outer_product", "program"]
-    online_periods: int = 3
-    online_steps: int = 10
-    fallback_fraction: float = 0.5
-    circle_check: Literal["warn", "shrink", "off"] = "warn"
-    circle_bias: float = CIRCLE_BIAS
-    circle_beta_floor: float | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the controller will ask the chip for, and why it differs from the request."""
-
-    method: Method
-    points: int
-    schedule: NudgeSchedule
-    fallback: NudgeSchedule | None
-    use_outer_product: bool
-    messages: tuple[str, ...]
-
-
-def _schedule(method: Method, points: int, beta: float, cfg: HepConfig) -> NudgeSchedule:
-    if method == "classic":
-        return NudgeSchedule(betas=(complex(beta),) * points)
-    if method == "symmetric":
-        return NudgeSchedule(betas=circle_betas(beta, 2))
-    if method == "online":
-        return NudgeSchedule(
-            betas=circle_betas(beta, points) * cfg.online_periods,
-            nudge_steps=cfg.online_steps,
-            start="previous",
-        )
-    return NudgeSchedule(betas=circle_betas(beta, points))
-
-
-def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
-    """Choose schedules and the update path from the chip's capabilities."""
-    caps = desc.capabilities
-    messages: list[str] = []
-    method, points = cfg.method, cfg.points
-    if method in ("hep", "online") and points > 2 and not caps.complex_nudges:
-        messages.append(
-            f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges capability): "
-            f"training with symmetric EP (real nudges +-{cfg.beta}) instead of {method} N={points}"
-        )
-        method, points = "symmetric", 2
-    if method == "online" and not caps.previous_start:
-        messages.append(
-            "chip cannot settle from the previous point: online hEP needs it; training with "
-            "parallel hEP points instead"
-        )
-        method = "hep"
-    if method == "hep" and points < 2:
-        raise ValueError("hEP needs at least 2 points (use --method classic for N = 1)")
-    if caps.beta_max is not None and cfg.beta > caps.beta_max:
-        raise UnsupportedCapability(
-            f"|beta| = {cfg.beta} exceeds what the chip can apply ({caps.beta_max})"
-        )
-    sched = _schedule(method, points, cfg.beta, cfg)
-    fallback = None
-    if method in ("hep", "online") and points > 2:
-        fallback = _schedule("symmetric", 2, cfg.beta, cfg)
-    plain_sgd = cfg.momentum == 0.0
-    if cfg.update == "outer_product":
-        if not caps.outer_product_update:
-            raise UnsupportedCapability("the chip has no parallel outer-product update")
-        if not plain_sgd:
-            raise UnsupportedCapability(
-                "momentum makes the update a dense matrix, not a sum of outer products: use "
-                "--update program or momentum 0"
-            )
-        outer = True
-    elif cfg.update == "program":
-        if not caps.program_delta:
-            raise UnsupportedCapability("the chip cannot program per-device deltas")
-        outer = False
-    else:
-        outer = caps.outer_product_update and plain_sgd
-        if not outer and not caps.program_delta:
-            raise UnsupportedCapability(
-                "the chip can neither apply outer products nor program deltas"
-            )
-    return Plan(method, points, sched, fallback, outer, tuple(messages))
-
-
-def _with_beta(p: Plan, cfg: HepConfig, beta: float) -> Plan:
-    """The same plan on a circle of radius ``beta`` (the shrink reaction)."""
-    fallback = None if p.fallback is None else _schedule("symmetric", 2, beta, cfg)
-    return replace(p, schedule=_schedule(p.method, p.points, beta, cfg), fallback=fallback)
+__all__ = ["Controller", "ControllerState", "HepConfig", "StepReport", "plan"]
 
 
 @dataclass
@@ -266,22 +147,21 @@ def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, A
     return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
 
 
-@partial(jax.jit, static_argnames=("method", "names", "has_bias", "per_period"))
+@partial(jax.jit, static_argnames=("method", "crossbars", "per_period"))
 def _signal(
     settled: Settled,
     y: jax.Array,
     mask: jax.Array,
     *,
     method: str,
-    names: tuple[str, ...],
-    has_bias: tuple[bool, ...],
+    crossbars: tuple[Coupling, ...],
     per_period: int = 0,
 ) -> tuple[Factors, jax.Array, jax.Array, jax.Array]:
     """Factors ``{name: (U, V)}`` of the estimate, whether all of them are finite, and the
     circle diagnostic of the same points: ``rho_b`` ``(B,)`` and the batch ``rho`` (``NaN``
     unless ``per_period`` >= 3; a weighted sum over the points, cheap next to the factors)."""
     states, logits, betas, w = _points(settled, method)
-    factors = outer_factors(states, logits, betas, w, y, mask, names=names, has_bias=has_bias)
+    factors = outer_factors(states, logits, betas, w, y, mask, crossbars)
     finite = jnp.all(
         jnp.stack([jnp.isfinite(u).all() & jnp.isfinite(v).all() for u, v in factors.values()])
     )
@@ -294,28 +174,64 @@ class Controller:
 
     **Arguments:** ``driver`` any :class:`analog_hep.drivers.Driver`; ``cfg`` a
     :class:`HepConfig`. ``self.messages`` says what was changed from the request and why.
-    The optimizer state (``opt_state``) and ``step_count`` are part of a checkpoint.
+
+    A thin object around a value: what a step changes is one :class:`ControllerState`
+    (``self.state``); :meth:`step` takes a state and returns the next one, :meth:`train_step`
+    keeps it here. Crossbars are paired with the chip's layers by their description's
+    ``pre``/``post`` (``describe().crossbars``), never by name or position.
     """
 
     def __init__(self, driver: Driver, cfg: HepConfig):
+        if cfg.schedule == "cosine" and cfg.total_steps < 1:
+            raise ValueError("a cosine schedule decays over the run: give total_steps >= 1")
         self.driver = driver
         self.cfg = cfg
         self.desc = driver.describe()
-        self.plan = plan(self.desc, cfg)
-        self.messages = self.plan.messages
-        self.names = self.desc.crossbar_names
-        self.has_bias = tuple(c.has_bias for c in self.desc.crossbars)
+        self._plan = plan(self.desc, cfg)
+        self.messages = self._plan.messages
+        self.crossbars = couplings(self.desc.crossbars)
+        self.names = tuple(c.name for c in self.crossbars)
         if cfg.schedule == "cosine":
             self.lr_fn = optax.cosine_decay_schedule(cfg.lr, max(cfg.total_steps, 1))
         else:
             self.lr_fn = optax.constant_schedule(cfg.lr)
         self.optimizer = optax.sgd(self.lr_fn, momentum=cfg.momentum or None)
         shapes = {c.name: (c.n_out, c.n_in + 1) for c in self.desc.crossbars}
-        self.opt_state = self.optimizer.init({n: jnp.zeros(s) for n, s in shapes.items()})
-        self.step_count = 0
-        # |beta| of the next step (the shrink reaction lowers it; part of a checkpoint).
-        self.beta = cfg.beta
-        self.circle_warned = False
+        self.state: ControllerState = init_state(self.optimizer, shapes, cfg.beta)
+        self._planned = cfg.beta  # the |beta| of self._plan
+
+    # -- the state's fields, for reading ---------------------------------------------------
+
+    @property
+    def beta(self) -> float:
+        """``|beta|`` of the next step."""
+        return self.state.beta
+
+    @property
+    def step_count(self) -> int:
+        """Updates applied so far."""
+        return self.state.step_count
+
+    @property
+    def opt_state(self) -> optax.OptState:
+        """The optimizer's state."""
+        return self.state.opt_state
+
+    @property
+    def plan(self) -> Plan:
+        """The plan of the next step (on the circle of the state's ``|beta|``)."""
+        return self.plan_at(self.state.beta)
+
+    def plan_at(self, beta: float) -> Plan:
+        """The plan on a circle of radius ``beta`` (schedules change, nothing else)."""
+        if beta != self._planned:
+            self._plan = with_beta(self._plan, self.cfg, beta)
+            self._planned = beta
+        return self._plan
+
+    def set_beta(self, beta: float) -> None:
+        """Train on a circle of radius ``beta`` from the next step on."""
+        self.state = self.state._replace(beta=float(beta))
 
     # -- the learning signal -----------------------------------------------------------------
 
@@ -327,60 +243,74 @@ class Controller:
         self, settled: Settled, y: Any, mask: np.ndarray, method: str
     ) -> tuple[Factors, jax.Array, jax.Array, jax.Array]:
         # Points per turn of the circle, for the diagnostic (< 3: none).
-        per_period = self.plan.points if method in ("hep", "online") else 0
+        per_period = self._plan.points if method in ("hep", "online") else 0
         return _signal(
             settled,
             jnp.asarray(y, jnp.float32),
             jnp.asarray(mask, jnp.float32),
             method=method,
-            names=self.names,
-            has_bias=self.has_bias,
+            crossbars=self.crossbars,
             per_period=per_period if self.cfg.circle_check != "off" else 0,
         )
 
-    def _react(self, report: StepReport, ratio: np.ndarray, keep: np.ndarray) -> None:
-        """Count flagged samples; on a flagged batch warn once, or shrink ``|beta|``."""
+    def _react(
+        self, state: ControllerState, report: StepReport, ratio: np.ndarray, keep: np.ndarray
+    ) -> tuple[float, bool]:
+        """Count flagged samples; on a flagged batch warn once, or shrink ``|beta|``.
+        **Returns** the ``|beta|`` of the next step and whether the warning was given."""
         cfg = self.cfg
-        threshold = circle_threshold(self.plan.points, cfg.circle_bias)
+        threshold = circle_threshold(self._plan.points, cfg.circle_bias)
         report.circle_flagged = int(np.sum(keep & (ratio > threshold)))
         report.circle_alarm = report.circle_ratio > threshold
         if not report.circle_alarm:
-            return
+            return state.beta, state.circle_warned
         what = (
-            f"step {self.step_count}: the nudge circle |beta| = {self.beta:g} probably "
+            f"step {state.step_count}: the nudge circle |beta| = {state.beta:g} probably "
             f"encloses a singularity of the fixed point: |c_-1|/|c_1| = "
             f"{report.circle_ratio:.3g} > {threshold:.3g} ({report.circle_flagged} of "
             f"{int(keep.sum())} samples above), the hEP estimate is biased"
         )
         if cfg.circle_check == "shrink":
             floor = cfg.circle_beta_floor if cfg.circle_beta_floor is not None else cfg.beta / 8
-            new = max(self.beta / 2, floor)
-            if new < self.beta:
+            new = max(state.beta / 2, floor)
+            if new < state.beta:
                 report.notes.append(f"{what}; |beta| -> {new:g} for the next steps")
-                self.set_beta(new)
-                return
-        if not self.circle_warned:
-            more = "" if cfg.circle_check == "warn" else f" (|beta| at its floor {self.beta:g})"
+                return float(new), state.circle_warned
+        if not state.circle_warned:
+            more = "" if cfg.circle_check == "warn" else f" (|beta| at its floor {state.beta:g})"
             report.notes.append(
                 f"{what}{more}; the record's steps/circle_alarm counts every flagged step"
             )
-            self.circle_warned = True
-
-    def set_beta(self, beta: float) -> None:
-        """Train on a circle of radius ``beta`` from the next step on."""
-        self.beta = float(beta)
-        self.plan = _with_beta(self.plan, self.cfg, self.beta)
+        return state.beta, True
 
     # -- steps -------------------------------------------------------------------------------
 
     def train_step(self, x: Any, y: Any) -> StepReport:
-        """One step on a batch ``x`` ``(B, n_0)``, one-hot ``y`` ``(B, classes)``."""
+        """One step on a batch ``x`` ``(B, n_0)``, one-hot ``y`` ``(B, classes)``; the
+        controller's state moves on (:meth:`step` on ``self.state``)."""
+        report, self.state = self.step(self.state, x, y)
+        return report
+
+    def step(self, state: ControllerState, x: Any, y: Any) -> tuple[StepReport, ControllerState]:
+        """One step from ``state`` on a batch ``x`` ``(B, n_0)``, one-hot ``y``
+        ``(B, classes)``: what happened, and the state after it (the chip's weights change
+        through the driver; ``state`` itself is not modified)."""
+        report, new = self._step(state, x, y)
+        return report, new._replace(
+            refused=new.refused + int(report.refused),
+            dropped=new.dropped + report.dropped,
+            fallback=new.fallback + int(report.fallback),
+        )
+
+    def _step(self, state: ControllerState, x: Any, y: Any) -> tuple[StepReport, ControllerState]:
+        """:meth:`step` without the totals."""
+        p = self.plan_at(state.beta)
         self.driver.load_inputs(x, y)
-        settled = self.driver.run_schedule(self.plan.schedule)
+        settled = self.driver.run_schedule(p.schedule)
         y_dev = jnp.asarray(y, jnp.float32)
         b = int(np.shape(x)[0])
         tol = self.cfg.residual_tol
-        method = self.plan.method
+        method = p.method
         # Online points follow a rotating nudge and are never at a fixed point by design
         # (T_dyn << T_osc keeps them close): only their finiteness is checked.
         pts_tol = np.inf if method == "online" else tol
@@ -389,11 +319,11 @@ class Controller:
         )
         fallback = False
         failing = free_ok & ~pts_ok
-        if self.plan.fallback is not None and failing.mean() > self.cfg.fallback_fraction:
+        if p.fallback is not None and failing.mean() > self.cfg.fallback_fraction:
             # Complex points that do not settle for many samples usually mean the circle
             # crosses an unstable region of the beta plane: the real pair +-|beta| is safer
             # (paper Fig. 2b). A few failing samples are dropped instead (below).
-            settled = self.driver.run_schedule(self.plan.fallback)
+            settled = self.driver.run_schedule(p.fallback)
             _, _, _, free_ok, pts_ok = jax.device_get(
                 _guard(settled, y_dev, np.float32(tol), np.float32(tol), loss=self.desc.loss)
             )
@@ -402,32 +332,38 @@ class Controller:
         report = StepReport(
             float(loss_sum), int(correct), b, int(keep.sum()), int(b - keep.sum()), fallback, False
         )
-        report.beta = self.beta
+        report.beta = state.beta
         report.nonfinite = int(nonfinite)
         if not keep.any():
             report.refused = True
-            return report
+            return report, state
         factors, finite, ratio, batch_ratio = self._signal(settled, y_dev, keep, method)
         finite, ratio, batch_ratio = jax.device_get((finite, ratio, batch_ratio))
         report.circle_ratio = float(batch_ratio)
         if not bool(finite):
             report.refused = True
-            return report
+            return report, state
+        beta, warned = state.beta, state.circle_warned
         if not math.isnan(report.circle_ratio):
-            self._react(report, np.asarray(ratio), keep)
-        if self.plan.use_outer_product:
+            beta, warned = self._react(state, report, np.asarray(ratio), keep)
+        opt_state = state.opt_state
+        if p.use_outer_product:
             # Plain SGD: the chip applies the factors themselves; the dense gradient is never
             # formed on the digital side.
-            lr = float(self.lr_fn(self.step_count))
+            lr = float(self.lr_fn(state.step_count))
             for name in self.names:
                 u, v = factors[name]
                 report.updates.append(self.driver.apply_outer_product(name, u, v, lr=-lr))
         else:
-            updates, self.opt_state = self.optimizer.update(dense(factors), self.opt_state)
+            updates, opt_state = self.optimizer.update(dense(factors), state.opt_state)
             for name in self.names:
                 report.updates.append(self.driver.program_delta(name, updates[name]))
-        self.step_count += 1
-        return report
+        return report, state._replace(
+            opt_state=opt_state,
+            step_count=state.step_count + 1,
+            beta=beta,
+            circle_warned=warned,
+        )
 
     def evaluate(self, x: Any, y: Any) -> tuple[float, int, int]:
         """Free phase only, on a batch: ``(loss sum over finite samples, correct count,
@@ -439,19 +375,13 @@ class Controller:
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        leaves = jax.tree_util.tree_leaves(self.opt_state)
-        out = {f"opt/{i}": np.asarray(a) for i, a in enumerate(leaves)}
-        out["step_count"] = np.asarray(self.step_count, np.int64)
-        out["beta"] = np.asarray(self.beta, np.float64)
-        return out
+        """The state as named arrays, as a checkpoint stores it (:func:`state_arrays`)."""
+        return state_arrays(self.state)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        leaves, treedef = jax.tree_util.tree_flatten(self.opt_state)
-        new = [jnp.asarray(state[f"opt/{i}"]).astype(a.dtype) for i, a in enumerate(leaves)]
-        self.opt_state = jax.tree_util.tree_unflatten(treedef, new)
-        self.step_count = int(state["step_count"])
-        if "beta" in state:  # checkpoints written before the circle diagnostic have none
-            self.set_beta(float(state["beta"]))
+        """Continue from a checkpoint's arrays; keys an older record lacks keep this
+        controller's values (:func:`state_from_arrays`)."""
+        self.state = state_from_arrays(state, self.state)
 
 
 def epochs_to_steps(epochs: int, n_train: int, batch: int) -> int:

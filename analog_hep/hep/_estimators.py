@@ -13,20 +13,100 @@ Estimates are of ``dL/dtheta`` for the batch-mean loss ``L`` (paper: Laborieux &
 
 These functions know nothing about how the states were produced (emulator or chip).
 States are ``(s_0, ..., s_L)`` each ``(K, B, n_l)``; ``logits`` ``(K, B, classes)`` or ``None``.
+Which states a crossbar couples comes from its :class:`Coupling` (``pre``/``post`` layer
+indices, ``post = -1`` for the readout onto the logits: a chip's
+``describe().crossbars``), never from its name or its position in the list.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from .._numerics import matmul
 
-__all__ = ["classic_estimate", "dphi_dtheta", "hep_estimate", "softmax_holomorphic"]
+__all__ = [
+    "READOUT",
+    "Coupling",
+    "CrossbarLike",
+    "classic_estimate",
+    "couplings",
+    "dphi_dtheta",
+    "hep_estimate",
+    "softmax_holomorphic",
+]
 
 Grads = dict[str, tuple[Array, Array]]
+READOUT = -1
+"""``post`` of a crossbar that maps its ``pre`` layer onto the logits (the readout)."""
+
+
+class CrossbarLike(Protocol):
+    """What a crossbar description must say (``drivers.CrossbarInfo`` does)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def pre(self) -> int: ...
+    @property
+    def post(self) -> int: ...
+    @property
+    def has_bias(self) -> bool: ...
+
+
+class Coupling(NamedTuple):
+    """Which states a crossbar couples: ``W`` maps layer ``pre`` onto layer ``post``
+    (``post = -1``: onto the logits, a readout); ``has_bias`` whether it has a bias column.
+    Hashable, so it can be a static argument of a compiled function."""
+
+    name: str
+    pre: int
+    post: int
+    has_bias: bool = True
+
+    @property
+    def is_readout(self) -> bool:
+        """Whether the crossbar drives the logits (its ``post`` is the loss's error)."""
+        return self.post == READOUT
+
+
+_CANONICAL = re.compile(r"W(\d+)")
+
+
+def couplings(
+    crossbars: Sequence[CrossbarLike | str], has_bias: Sequence[bool] | None = None
+) -> tuple[Coupling, ...]:
+    """:class:`Coupling` s of ``crossbars``: descriptions with ``pre``/``post`` (a chip's
+    ``describe().crossbars``; the controller passes only these), or, for callers that hold
+    the emulator's names only (gradcheck on a fabricated chip), names of the emulator's
+    layout ``W0 .. W{L-1}`` (``Wi`` couples layers ``i`` and ``i + 1``) then ``readout``
+    (the last layer onto the logits). ``has_bias`` defaults to the description's (names:
+    all with bias). **Raises** ``ValueError`` for a name outside that layout.
+    """
+    out: list[Coupling] = []
+    n_layers = 1 + sum(1 for c in crossbars if not isinstance(c, str) or c != "readout")
+    for i, c in enumerate(crossbars):
+        if isinstance(c, str):
+            match = _CANONICAL.fullmatch(c)
+            if c == "readout":
+                pre, post = n_layers - 1, READOUT
+            elif match is not None:
+                pre, post = int(match.group(1)), int(match.group(1)) + 1
+            else:
+                raise ValueError(
+                    f"crossbar {c!r}: pass its description (pre/post), not a name outside "
+                    "the emulator's layout W0 .. W{L-1}, readout"
+                )
+            bias = True if has_bias is None else bool(has_bias[i])
+            out.append(Coupling(c, pre, post, bias))
+        else:
+            bias = c.has_bias if has_bias is None else bool(has_bias[i])
+            out.append(Coupling(c.name, int(c.pre), int(c.post), bool(bias)))
+    return tuple(out)
 
 
 def softmax_holomorphic(o: Inexact[Array, "... c"]) -> Inexact[Array, "... c"]:
@@ -42,28 +122,28 @@ def dphi_dtheta(
     y: Float[Array, "b c"],
     weights: Inexact[Array, " k"],
     betas: Inexact[Array, " k"],
-    names: Sequence[str],
+    crossbars: Sequence[CrossbarLike | str],
 ) -> Grads:
     """``sum_k weights_k * sum_b dPhi/dtheta(s_kb, beta_k) / B`` for every crossbar.
 
-    The weighted sum over points is folded into one matrix product per crossbar.
-    **Returns** complex (or real) ``{name: (dW (n_out, n_in), db (n_out,))}``.
+    ``crossbars``: descriptions with ``pre``/``post`` (or the emulator's names, see
+    :func:`couplings`). The weighted sum over points is folded into one matrix product per
+    crossbar. **Returns** complex (or real) ``{name: (dW (n_out, n_in), db (n_out,))}``.
     """
     b = y.shape[0]
     out: Grads = {}
     wk = weights[:, None, None]
-    for i, name in enumerate(names):
-        if name == "readout":
+    for c in couplings(crossbars):
+        if c.is_readout:
             assert logits is not None, "a cross-entropy readout needs the logits"
             err = softmax_holomorphic(logits) - y  # (K, B, C)
             post = -(wk * betas[:, None, None]) * err
-            pre = states[-1]
         else:
-            post = wk * states[i + 1]
-            pre = states[i]
+            post = wk * states[c.post]
+        pre = states[c.pre]
         post2 = post.reshape(-1, post.shape[-1])
         pre2 = pre.reshape(-1, pre.shape[-1])
-        out[name] = (matmul(post2.T, pre2) / b, jnp.sum(post2, axis=0) / b)
+        out[c.name] = (matmul(post2.T, pre2) / b, jnp.sum(post2, axis=0) / b)
     return out
 
 
@@ -72,7 +152,7 @@ def hep_estimate(
     logits: Inexact[Array, "k b c"] | None,
     y: Float[Array, "b c"],
     betas: Inexact[Array, " k"],
-    names: Sequence[str],
+    crossbars: Sequence[CrossbarLike | str],
 ) -> Grads:
     """Holomorphic EP estimate (paper eq. 8) from ``N = len(betas) >= 2`` points on a circle.
 
@@ -86,7 +166,7 @@ def hep_estimate(
     phase = betas / jnp.abs(betas)
     # e^{-i phi_k} / (N |beta|), with the minus sign of eq. (8).
     weights = -jnp.conj(phase) / (n * radius)
-    g = dphi_dtheta(states, logits, y, weights, betas, names)
+    g = dphi_dtheta(states, logits, y, weights, betas, crossbars)
     return {k: (dw.real, db.real) for k, (dw, db) in g.items()}
 
 
@@ -97,7 +177,7 @@ def classic_estimate(
     logits: Float[Array, "k b c"] | None,
     y: Float[Array, "b c"],
     beta: float,
-    names: Sequence[str],
+    crossbars: Sequence[CrossbarLike | str],
 ) -> Grads:
     """Classic one-sided EP: ``(dPhi/dtheta(free) - mean_k dPhi/dtheta(s_k, beta)) / beta``.
 
@@ -108,9 +188,7 @@ def classic_estimate(
     one = jnp.ones(1)
     f_states = [s[None] for s in free_states]
     f_logits = None if free_logits is None else free_logits[None]
-    g0 = dphi_dtheta(f_states, f_logits, y, one, jnp.zeros(1), names)
+    g0 = dphi_dtheta(f_states, f_logits, y, one, jnp.zeros(1), crossbars)
     betas = jnp.full(k, beta)
-    g1 = dphi_dtheta(states, logits, y, jnp.full(k, 1.0 / k), betas, names)
-    return {
-        n: ((g0[n][0] - g1[n][0]).real / beta, (g0[n][1] - g1[n][1]).real / beta) for n in names
-    }
+    g1 = dphi_dtheta(states, logits, y, jnp.full(k, 1.0 / k), betas, crossbars)
+    return {n: ((g0[n][0] - g1[n][0]).real / beta, (g0[n][1] - g1[n][1]).real / beta) for n in g0}

@@ -2,7 +2,8 @@
 
 Every estimator of ``dL/dtheta`` here is a weighted sum over settled points ``k`` and samples
 ``b`` of ``dPhi/dW = post pre^T`` (``post = s_{l+1}`` and ``pre = [s_l, 1]`` for ``W_l``;
-``post = -beta (softmax(o) - y)`` and ``pre = [s_L, 1]`` for the readout)::
+``post = -beta (softmax(o) - y)`` and ``pre = [s_L, 1]`` for the readout; which layers a
+crossbar couples is its description's ``pre``/``post``, never its name or position)::
 
     g = Re sum_k w_k sum_b m_b post_kb pre_kb^T / sum_b m_b
 
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from .._numerics import matmul
-from ._estimators import softmax_holomorphic
+from ._estimators import CrossbarLike, couplings, softmax_holomorphic
 
 __all__ = ["Factors", "dense", "outer_factors", "point_weights"]
 
@@ -52,44 +53,45 @@ def outer_factors(
     weights: Inexact[Array, " k"],
     y: Float[Array, "b c"],
     mask: Float[Array, " b"],
-    names: Sequence[str],
-    has_bias: Sequence[bool],
+    crossbars: Sequence[CrossbarLike | str],
+    has_bias: Sequence[bool] | None = None,
 ) -> Factors:
     """Real factors ``(U, V)`` per crossbar with ``g = U^T V`` (see the module docstring).
 
-    ``states`` ``(s_0, ..., s_L)`` each ``(K, B, n_l)``; ``mask`` ``(B,)`` 0/1. Masked samples
-    are zeroed with ``where`` (their states may be NaN) and the sum is divided by the number
-    of kept samples. Complex points give ``2 K B`` rows, real ones ``K B``; the first
-    crossbar, whose pre is the clamped input ``s_0`` (the same real ``(B, n_0)`` at every
-    point, as the driver contract says), gets ``B`` rows.
+    ``states`` ``(s_0, ..., s_L)`` each ``(K, B, n_l)``; ``mask`` ``(B,)`` 0/1;
+    ``crossbars`` the chip's descriptions (``pre``/``post``/``has_bias``, e.g.
+    ``describe().crossbars``, or :class:`Coupling` s; see :func:`couplings`), ``has_bias``
+    overrides theirs. Masked samples are zeroed with ``where`` (their states may be NaN) and
+    the sum is divided by the number of kept samples. Complex points give ``2 K B`` rows,
+    real ones ``K B``; a crossbar whose pre is the clamped input ``s_0`` (the same real
+    ``(B, n_0)`` at every point, as the driver contract says) gets ``B`` rows.
     """
     keep = mask > 0
     n_keep = jnp.maximum(jnp.sum(mask), 1.0)
     scale = (weights[:, None] * mask[None, :]) / n_keep  # (K, B)
     out: Factors = {}
     cplx = any(jnp.iscomplexobj(s) for s in states) or jnp.iscomplexobj(weights)
-    for i, name in enumerate(names):
-        if name == "readout":
+    for c in couplings(crossbars, has_bias):
+        if c.is_readout:
             assert logits is not None, "a cross-entropy readout needs the logits"
             post = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
-            pre = states[-1]
         else:
-            post = states[i + 1]
-            pre = states[i]
+            post = states[c.post]
+        pre = states[c.pre]
         post = jnp.where(keep[None, :, None], post, 0.0)
         pre = jnp.where(keep[None, :, None], pre, 0.0)
         bias = (
             jnp.ones((*pre.shape[:2], 1), pre.dtype)
-            if has_bias[i]
+            if c.has_bias
             else jnp.zeros((*pre.shape[:2], 1), pre.dtype)
         )
         pre = jnp.concatenate([pre, bias], axis=-1)
-        if i == 0 and name != "readout":
+        if c.pre == 0 and not c.is_readout:
             # The input is clamped: the same real pre at every point, so the points' terms
             # sum into one row per sample (B rows instead of 2 K B; the largest crossbar's
             # update costs K times less, and a pulsed chip fires one train per sample).
             a = jnp.sum(scale[..., None] * post, axis=0).real
-            out[name] = (a.astype(jnp.float32), pre[0].real.astype(jnp.float32))
+            out[c.name] = (a.astype(jnp.float32), pre[0].real.astype(jnp.float32))
             continue
         a = (scale[..., None] * post).reshape(-1, post.shape[-1])
         b = pre.reshape(-1, pre.shape[-1])
@@ -98,7 +100,7 @@ def outer_factors(
             v = jnp.concatenate([b.real, b.imag])
         else:
             u, v = a.real, b.real
-        out[name] = (u.astype(jnp.float32), v.astype(jnp.float32))
+        out[c.name] = (u.astype(jnp.float32), v.astype(jnp.float32))
     return out
 
 

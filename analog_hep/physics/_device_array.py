@@ -24,6 +24,7 @@ import jax.random as jr
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ..spec import DeviceCard, IdealResponse
+from ..spec.device_models import device_model
 
 __all__ = ["DeviceArray", "draw_devices", "normalised_scale_S", "program_conductance"]
 
@@ -66,28 +67,20 @@ def normalised_scale_S(card: DeviceCard) -> float:
 
 
 def _gamma_draw(card: DeviceCard, key: PRNGKeyArray, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """Per-device slopes/exponents of the card's model (the registry's ``gammas``), else 0."""
     resp = card.response
     k_up, k_down = jr.split(key)
     zeros = jnp.zeros(shape, jnp.float32)
-    model = resp.model
-    if model == "linear_step":
-        up = jnp.abs(resp.gamma_up + resp.gamma_up_dtod * jr.normal(k_up, shape, dtype=jnp.float32))
-        down = jnp.abs(
-            resp.gamma_down + resp.gamma_down_dtod * jr.normal(k_down, shape, dtype=jnp.float32)
-        )
-        return up, down
-    if model == "pow_step":
-        # gamma^d = gamma (1 + d beta + sigma_gamma xi), beta = pow_up_down + dtod xi (relative).
-        beta = resp.pow_up_down + resp.pow_up_down_dtod * jr.normal(k_up, shape, dtype=jnp.float32)
-        xi = resp.pow_gamma_dtod * jr.normal(k_down, shape, dtype=jnp.float32)
-        # aihwkit takes |.|: an exponent drawn negative would make the step grow at the bound
-        return (
-            jnp.abs(resp.pow_gamma * (1.0 + beta + xi)),
-            jnp.abs(resp.pow_gamma * (1.0 - beta + xi)),
-        )
-    if model == "soft_bounds":
-        return zeros + 1.0, zeros + 1.0
-    return zeros, zeros
+    gammas = device_model(resp).gammas
+    if gammas is None:
+        return zeros, zeros
+    return gammas(
+        jnp,
+        resp,
+        lambda: jr.normal(k_up, shape, dtype=jnp.float32),
+        lambda: jr.normal(k_down, shape, dtype=jnp.float32),
+        zeros,
+    )
 
 
 def draw_devices(card: DeviceCard, shape: tuple[int, ...], *, key: PRNGKeyArray) -> DeviceArray:

@@ -14,24 +14,10 @@ normal ``ξ`` per pulse), one pulse in direction ``d ∈ {+1, -1}`` is::
 
     G ← clip(G + d Δw^d f^d(w) + n^d(w) ξ, b_min_S, b_max_S)
 
-=============  ==========================================================  =====================
-model          ``f^up(w)`` / ``f^down(w)``                                 noise ``n^d(w)``
-=============  ==========================================================  =====================
-constant_step  1 / 1                                                       ``σ Δw^d``
-linear_step    ``1 - γ⁺ w / w_ref⁺`` / ``1 - γ⁻ w / w_ref⁻``               ``σ |Δw^d f^d|`` (mult)
-               (``w_ref = w_max, w_min`` or the device's own bounds)       or ``σ Δw^d`` (add)
-soft_bounds    ``1 - w / β_max`` / ``1 - w / β_min``                        as linear_step
-exp_step       ``max(1 - A_up e^{γ_up z}, 0)`` /                           ``σ |Δw^d f^d|``, or
-               ``max(1 - A_down e^{-γ_down z}, 0)``,                       ``σ(|Δw^d f^d| + a_s +
-               ``z = 2 a w / (β_max - β_min) + b``                         s_s |w|)`` (see below)
-pow_step       ``ω^{γ⁺}`` / ``(1 - ω)^{γ⁻}``, ``ω = (β_max - w)/(β_max - β_min)``   ``σ |Δw^d f^d|``
-piecewise      linear interpolation of the node table over                 ``σ |Δw^d f^d|``
-               ``[β_min, β_max]``
-=============  ==========================================================  =====================
-
-(``a_s = dw_min_std_add``, ``s_s = dw_min_std_slope``, in normalised units, aihwkit's "complex
-noise" of ExpStep.) Stuck devices have ``b_min_S == b_max_S`` and zero steps: they never
-move. The ``ideal`` model has no pulses; its updates are exact (:func:`apply_delta_exact`).
+with ``f^d`` and ``n^d`` per model in the device-model registry
+(:mod:`analog_hep.spec.device_models`, one module per model; the table is in
+docs/devices.md, section 3). Stuck devices have ``b_min_S == b_max_S`` and zero steps: they
+never move. The ``ideal`` model has no pulses; its updates are exact (:func:`apply_delta_exact`).
 
 Dimensionless factors are computed in float32 on the normalised state; everything returned
 is a conductance in siemens (float32).
@@ -47,6 +33,7 @@ import jax.random as jr
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from ..spec import DeviceCard, IdealResponse
+from ..spec.device_models import DeviceState, Factors, device_model
 from ._device_array import DeviceArray, normalised_scale_S, quantise_levels
 
 __all__ = [
@@ -87,65 +74,22 @@ def _normalised(card: DeviceCard, g_S: Array) -> Array:
     return w_min + (g_S - card.conductance.g_min_S) / normalised_scale_S(card)
 
 
-def _safe_div(num: Array, den: Array) -> Array:
-    """``num / den`` where ``den != 0``, else 0 (aihwkit sets a slope to 0 at a zero bound)."""
-    ok = den != 0.0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
-def _factors(card: DeviceCard, devices: DeviceArray, w: Array) -> tuple[Array, Array, Array | None]:
+def _factors(card: DeviceCard, devices: DeviceArray, w: Array) -> Factors:
     """State factors ``(f_up, f_down, extra_noise)`` of the card's model at normalised ``w``.
 
-    ``extra_noise`` is the state-dependent additive part of ExpStep's complex noise,
-    ``dw_min_std_add + dw_min_std_slope |w|`` in normalised units, or ``None``.
+    The equations are the registry's (:mod:`analog_hep.spec.device_models`, one module per
+    model), evaluated with ``jax.numpy``. ``extra_noise`` is a state-dependent additive c2c
+    noise in normalised units (ExpStep's complex noise), or ``None``.
     """
     resp = card.response
-    model = resp.model
     scale_S = normalised_scale_S(card)
     g_min_S = card.conductance.g_min_S
     bw_min = resp.w_min + (devices.b_min_S - g_min_S) / scale_S
     bw_max = resp.w_min + (devices.b_max_S - g_min_S) / scale_S
-    one = jnp.ones_like(w)
-    if model == "constant_step":
-        return one, one, None
-    if model in ("linear_step", "soft_bounds"):
-        if model == "linear_step" and resp.mean_bound_reference:
-            ref_up = jnp.full_like(w, resp.w_max)
-            ref_down = jnp.full_like(w, resp.w_min)
-        else:
-            ref_up, ref_down = bw_max, bw_min
-        f_up = 1.0 - _safe_div(devices.gamma_up * w, ref_up)
-        f_down = 1.0 - _safe_div(devices.gamma_down * w, ref_down)
-        return f_up, f_down, None
-    if model == "exp_step":
-        span = bw_max - bw_min
-        z = _safe_div(2.0 * resp.a * w, span) + resp.b
-        f_up = jnp.maximum(1.0 - resp.A_up * jnp.exp(resp.gamma_up * z), 0.0)
-        f_down = jnp.maximum(1.0 - resp.A_down * jnp.exp(-resp.gamma_down * z), 0.0)
-        f_up = jnp.where(span > 0.0, f_up, 0.0)
-        f_down = jnp.where(span > 0.0, f_down, 0.0)
-        extra = None
-        if resp.dw_min_std_add > 0.0 or resp.dw_min_std_slope > 0.0:
-            extra = resp.dw_min_std_add + resp.dw_min_std_slope * jnp.abs(w)
-        return f_up, f_down, extra
-    if model == "pow_step":
-        span = bw_max - bw_min
-        omega = jnp.clip(_safe_div(bw_max - w, span), 0.0, 1.0)
-        f_up = jnp.where(span > 0.0, omega**devices.gamma_up, 0.0)
-        f_down = jnp.where(span > 0.0, (1.0 - omega) ** devices.gamma_down, 0.0)
-        return f_up, f_down, None
-    if model == "piecewise":
-        up = jnp.asarray(resp.piecewise_up, _F32)
-        down = jnp.asarray(resp.piecewise_down, _F32)
-        n_sec = up.shape[0] - 1
-        span = bw_max - bw_min
-        w_scaled = jnp.maximum(_safe_div(w - bw_min, span) * n_sec, 0.0)
-        idx = jnp.minimum(jnp.floor(w_scaled), n_sec - 1).astype(jnp.int32)
-        t = jnp.minimum(w_scaled - idx.astype(_F32), 1.0)
-        f_up = (1.0 - t) * up[idx] + t * up[idx + 1]
-        f_down = (1.0 - t) * down[idx] + t * down[idx + 1]
-        return f_up, f_down, None
-    raise ValueError(f"card {card.name!r}: unknown response model {model!r}")
+    state = DeviceState(w, bw_min, bw_max, devices.gamma_up, devices.gamma_down)
+    factors = device_model(resp).factors
+    assert factors is not None  # pulsed models only (_require_pulsed)
+    return factors(jnp, resp, state)
 
 
 def _noise_is_mult(card: DeviceCard) -> bool:

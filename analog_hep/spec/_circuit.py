@@ -13,6 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from .._hep_settings import (
+    OPTIMIZER_FIELDS,
+    CircleReaction,
+    HepSettings,
+    LrSchedule,
+    Method,
+    UpdatePath,
+)
 from ._base import FieldError, SpecModel
 
 __all__ = [
@@ -277,49 +285,59 @@ class OptimizerSpec(SpecModel):
     name: Literal["sgd"]
     lr: Pos
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
-    schedule: Literal["constant", "cosine"]
+    schedule: LrSchedule
+
+
+_HEP = HepSettings()  # the defaults live in analog_hep._hep_settings, nowhere else
 
 
 class TrainingSpec(SpecModel):
     """How ``analog-hep train`` trains this chip (command-line options override these).
 
-    ``method``: ``hep`` (``points`` on a circle of radius ``beta``), ``symmetric`` (N=2),
-    ``classic`` (one real ``beta``) or ``online`` (the nudge rotates around the circle for
-    ``online_periods`` periods of ``points`` samples, each ``online_steps`` settle steps,
-    without resetting the state). ``residual_tol``: states whose settle residual exceeds it
-    are not used for learning. ``fallback_fraction``: above this fraction of samples with
-    unsettled complex points, a step falls back to real nudges (N = 2). ``circle_check``:
-    what the controller does when the nudge circle probably encloses a singularity of the
-    fixed point (``warn``, ``shrink`` |beta|, ``off``; docs/gradients.md).
+    The hEP settings are :class:`analog_hep._hep_settings.HepSettings` (their meaning and
+    defaults are written there; ``lr``, ``momentum`` and ``schedule`` are grouped under
+    ``optimizer``), with their ranges checked here; ``batch`` and ``epochs`` are the run's.
+    ``method``, ``points``, ``beta``, ``batch``, ``epochs``, ``optimizer`` and
+    ``residual_tol`` are required in a section; the others default as in ``HepSettings``.
+    ``tests/test_train.py`` checks that the fields here and there agree.
     """
 
-    method: Literal["hep", "classic", "symmetric", "online"]
+    method: Method
     points: PosInt
     beta: Pos
     batch: PosInt
     epochs: PosInt
     optimizer: OptimizerSpec
     residual_tol: Pos
-    online_periods: PosInt = 3
-    online_steps: PosInt = 10
-    update: Literal["auto", "outer_product", "program"] = "auto"
-    fallback_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    circle_check: Literal["warn", "shrink", "off"] = "warn"
+    online_periods: PosInt = _HEP.online_periods
+    online_steps: PosInt = _HEP.online_steps
+    update: UpdatePath = _HEP.update
+    fallback_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = _HEP.fallback_fraction
+    circle_check: CircleReaction = _HEP.circle_check
+
+    def hep_settings(self) -> HepSettings:
+        """The section's hEP settings (the optimizer's flattened in)."""
+        return HepSettings(
+            **{
+                name: getattr(self.optimizer if name in OPTIMIZER_FIELDS else self, name)
+                for name in _HEP.__dataclass_fields__
+            }
+        )
 
 
 DEFAULT_TRAINING = TrainingSpec(
-    method="hep",
-    points=6,
-    beta=0.4,
+    method=_HEP.method,
+    points=_HEP.points,
+    beta=_HEP.beta,
     batch=20,
     epochs=10,
-    optimizer=OptimizerSpec(name="sgd", lr=0.2, momentum=0.0, schedule="constant"),
-    residual_tol=0.5,
+    optimizer=OptimizerSpec(name="sgd", lr=_HEP.lr, momentum=_HEP.momentum, schedule=_HEP.schedule),
+    residual_tol=_HEP.residual_tol,
 )
 """The training settings of a circuit without a ``training`` section (each can be overridden
-on the command line): hEP with 6 points at |beta| = 0.4, batch 20, SGD lr 0.2 (the digits
-circuit's measured settings, 10 epochs), and a residual tolerance of 0.5 activity units that
-catches divergence and NaN but not the noise floor of a noisy chip (docs/specs.md)."""
+on the command line): the hEP defaults of :class:`analog_hep._hep_settings.HepSettings`
+(hEP with 6 points at |beta| = 0.4, SGD lr 0.2, residual tolerance 0.5: the digits
+circuit's measured settings), batch 20 and 10 epochs (docs/specs.md)."""
 
 
 class CircuitSpec(SpecModel):

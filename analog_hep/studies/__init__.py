@@ -14,6 +14,11 @@ from ._gradcheck import gradcheck as gradcheck
 from ._gradcheck import random_batch as random_batch
 from ._overrides import with_overrides as with_overrides
 from ._record import Record as Record
+from ._record_read import RunData as RunData
+from ._record_read import SweepData as SweepData
+from ._record_read import read_header as read_header
+from ._record_read import read_run as read_run
+from ._record_read import read_sweep as read_sweep
 from ._report import Report as Report
 from ._report import report as report
 from ._stability import StabilityMap as StabilityMap

@@ -16,7 +16,15 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..emulator import dac, fabricate, free_phase, ground_truth, measure, nudge_phases
+from ..emulator import (
+    dac,
+    fabricate,
+    free_phase,
+    ground_truth,
+    measure,
+    nudge_phases,
+    nudge_schedule,
+)
 from ..hep import circle_betas, classic_estimate, hep_estimate
 from ..hep._circle import circle_check, circle_flags, circle_threshold
 from ..spec import Circuit
@@ -152,7 +160,14 @@ def gradcheck(
     names = cfg.crossbar_names
     if method == "classic":
         betas: tuple[complex, ...] = (complex(beta),) * points
-        pts = nudge_phases(chip, free, y, betas, steps=cfg.nudge_steps, start=start, key=k_nudge)
+        pts = nudge_phases(
+            chip,
+            free,
+            y,
+            *nudge_schedule(betas, noisy=chip.noisy, start=start, dtype=x.dtype),
+            steps=cfg.nudge_steps,
+            key=k_nudge,
+        )
         f_read, p_read = measure(chip, free), measure(chip, pts)  # type: ignore[arg-type]
         est = classic_estimate(
             f_read.states, f_read.logits, p_read.states, p_read.logits, y, beta, names
@@ -162,7 +177,14 @@ def gradcheck(
         if n < 2:
             raise ValueError(f"method {method!r} needs at least 2 points, got {n}")
         betas = circle_betas(beta, n)
-        pts = nudge_phases(chip, free, y, betas, steps=cfg.nudge_steps, start=start, key=k_nudge)
+        pts = nudge_phases(
+            chip,
+            free,
+            y,
+            *nudge_schedule(betas, noisy=chip.noisy, start=start, dtype=x.dtype),
+            steps=cfg.nudge_steps,
+            key=k_nudge,
+        )
         p_read = measure(chip, pts)  # type: ignore[arg-type]
         est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, names)
         check = circle_check(p_read.states[1:], pts.betas, per_period=n)

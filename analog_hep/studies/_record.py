@@ -69,10 +69,12 @@ class ResumePoint:
 class Record:
     """An open run record (``h5py.File`` underneath). Use as a context manager."""
 
-    def __init__(self, path: str | Path, mode: str):
+    def __init__(self, path: str | Path, mode: str, *, locking: bool | None = None):
+        """Open ``path`` in h5py ``mode``; ``locking=False`` reads a record that a run is
+        still writing (a snapshot; :mod:`._record_read` opens records so)."""
         self.path = Path(path)
         try:
-            self.h5 = h5py.File(self.path, mode)
+            self.h5 = h5py.File(self.path, mode, locking=locking)
         except OSError as err:
             raise SpecError(f"{self.path}: cannot open run record ({err})") from None
 

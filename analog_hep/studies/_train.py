@@ -7,6 +7,7 @@ resumed from its record after epoch ``e`` continues exactly as if it had not sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -17,97 +18,54 @@ from typing import Any
 
 import numpy as np
 
+from .._hep_settings import HepSettings
 from ..data import Dataset, load_dataset
 from ..drivers import Driver, open_driver
-from ..errors import AnalogHepError, ConnectionLost, DriverTimeout, SpecError
+from ..errors import ConnectionLost, DriverTimeout, SpecError
 from ..hep import Controller, HepConfig, StepReport, epochs_to_steps
-from ..spec import DEFAULT_TRAINING, Circuit, TrainingSpec
+from ..hep._state import COUNTERS, OPTIONAL_STATE_KEYS
+from ..spec import DEFAULT_TRAINING, Circuit
 from ._overrides import with_overrides
 from ._record import Record, ResumePoint
 
 __all__ = ["TrainOptions", "TrainResult", "loss_text", "train"]
 
 
-@dataclass(frozen=True)
-class TrainOptions:
-    """A run's settings: the circuit's ``training`` section with command-line overrides."""
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions(HepSettings):
+    """A run's settings: the hEP settings (:class:`analog_hep._hep_settings.HepSettings`,
+    their defaults written there) and the run's own: ``batch`` samples per step, ``epochs``,
+    ``seed`` (data order, noise), ``dataset`` and ``driver`` (as the command line names
+    them), ``max_train`` (first N training samples), ``noise`` (neuron noise std override),
+    ``eval_batch`` (evaluation batch). :meth:`from_circuit` takes them from the circuit's
+    ``training`` section with command-line overrides; the run record stores them all (its
+    ``config``)."""
 
-    method: str
-    points: int
-    beta: float
     batch: int
     epochs: int
-    lr: float
-    momentum: float
-    schedule: str
-    residual_tol: float
-    update: str
-    online_periods: int
-    online_steps: int
     seed: int
     dataset: str
     driver: str
     max_train: int | None = None
-    fallback_fraction: float = 0.5
     noise: float | None = None
     eval_batch: int = 250
-    circle_check: str = "warn"
 
     @classmethod
     def from_circuit(cls, circuit: Circuit, **overrides: Any) -> TrainOptions:
-        # No training section: the documented defaults (docs/specs.md), one place in spec/.
-        t: TrainingSpec | None = circuit.spec.training or DEFAULT_TRAINING
-        given = {k: v for k, v in overrides.items() if v is not None}
-        base: dict[str, Any] = {}
-        if t is not None:
-            base = dict(
-                method=t.method,
-                points=t.points,
-                beta=t.beta,
-                batch=t.batch,
-                epochs=t.epochs,
-                lr=t.optimizer.lr,
-                momentum=t.optimizer.momentum,
-                schedule=t.optimizer.schedule,
-                residual_tol=t.residual_tol,
-                update=t.update,
-                online_periods=t.online_periods,
-                online_steps=t.online_steps,
-                fallback_fraction=t.fallback_fraction,
-                circle_check=t.circle_check,
-            )
+        """The circuit's ``training`` section (else :data:`analog_hep.spec.DEFAULT_TRAINING`,
+        docs/specs.md), the circuit's seed, the digits data set and the emulator, each
+        replaced by an override that is not ``None``."""
+        t = circuit.spec.training or DEFAULT_TRAINING
+        base: dict[str, Any] = asdict(t.hep_settings())
+        base.update(batch=t.batch, epochs=t.epochs)
         base.update(seed=circuit.spec.seed, dataset="digits", driver="emulator")
-        base.update(given)
-        missing = [
-            f
-            for f in cls.__dataclass_fields__
-            if f not in base
-            and f not in ("max_train", "noise", "eval_batch", "fallback_fraction", "circle_check")
-        ]
-        if missing:
-            where = circuit.path or circuit.spec.name
-            raise SpecError(
-                f"{where}: training: the circuit has no training section and no "
-                f"{', '.join('--' + m.replace('_', '-') for m in missing)} given"
-            )
+        base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 
     def hep_config(self, total_steps: int) -> HepConfig:
-        return HepConfig(
-            method=self.method,  # type: ignore[arg-type]
-            points=self.points,
-            beta=self.beta,
-            lr=self.lr,
-            momentum=self.momentum,
-            schedule=self.schedule,  # type: ignore[arg-type]
-            total_steps=total_steps,
-            residual_tol=self.residual_tol,
-            update=self.update,  # type: ignore[arg-type]
-            online_periods=self.online_periods,
-            online_steps=self.online_steps,
-            fallback_fraction=self.fallback_fraction,
-            circle_check=self.circle_check,  # type: ignore[arg-type]
-        )
+        """The controller's settings for a run of ``total_steps`` optimizer steps."""
+        shared = {f.name: getattr(self, f.name) for f in fields(HepSettings)}
+        return HepConfig(**shared, total_steps=total_steps)
 
 
 @dataclass
@@ -185,16 +143,20 @@ def _reopen(
         raise
 
 
-# Controller state keys that older checkpoints may lack (its loader has a default).
-_OPTIONAL_CONTROLLER_KEYS = ("beta",)
-
-
 def _restore(
-    record: Record, point: ResumePoint, driver: Driver, ctrl: Controller, steps_per_epoch: int
+    record: Record,
+    point: ResumePoint,
+    driver: Driver,
+    ctrl: Controller,
+    steps_per_epoch: int,
+    batch: int,
 ) -> None:
     """Check the checkpoint of ``point`` against the freshly opened chip's and controller's
-    own state (keys, shapes, dtypes, finite values), restore it, and drop the rows of the
-    unfinished epoch. Nothing is restored or dropped when a check fails."""
+    own state (keys, shapes, dtypes, finite values, counts within what its epochs allow),
+    restore it, and drop the rows of the unfinished epoch. Nothing is restored or dropped
+    when a check fails. The controller's state comes back whole, the run's totals of
+    refused updates, dropped samples and fallbacks included; a checkpoint written before
+    the state held them gets them from the step rows of its epochs."""
     n_steps = point.epochs * steps_per_epoch
     if point.checkpoint is not None:
         name = point.checkpoint
@@ -207,23 +169,31 @@ def _restore(
             )
         if restores:
             record.check_state(name, "driver", parts["driver"], driver.state_dict())
+        saved = parts["controller"]
         record.check_state(
-            name,
-            "controller",
-            parts["controller"],
-            ctrl.state_dict(),
-            optional=_OPTIONAL_CONTROLLER_KEYS,
+            name, "controller", saved, ctrl.state_dict(), optional=OPTIONAL_STATE_KEYS
         )
-        steps = int(parts["controller"]["step_count"])
-        if not 0 <= steps <= n_steps:
-            raise SpecError(
-                f"{record.path}: checkpoint after epoch {point.epochs}: checkpoints/{name}/"
-                f"controller/step_count: expected 0 to {n_steps} (updates in "
-                f"{point.epochs} epochs), found {steps}"
-            )
+        limits = {"step_count": n_steps, "refused": n_steps, "fallback": n_steps}
+        limits["dropped"] = n_steps * batch
+        for key, most in limits.items():
+            if key not in saved:
+                continue
+            value = int(saved[key])
+            if not 0 <= value <= most:
+                raise SpecError(
+                    f"{record.path}: checkpoint after epoch {point.epochs}: checkpoints/{name}/"
+                    f"controller/{key}: expected 0 to {most} (in {point.epochs} epochs of "
+                    f"{steps_per_epoch} steps), found {value}"
+                )
         if restores:
             driver.load_state_dict(parts["driver"])
-        ctrl.load_state_dict(parts["controller"])
+        ctrl.load_state_dict(saved)
+        missing = [k for k in COUNTERS if k not in saved]
+        if missing:  # a record from before the controller's state held its totals
+            rows = record.table("steps")
+            ctrl.state = ctrl.state._replace(
+                **{k: int(rows[k][:n_steps].sum()) if k in rows else 0 for k in missing}
+            )
     record.truncate("metrics", point.epochs)
     record.truncate("steps", n_steps)
 
@@ -267,6 +237,116 @@ def _subset(ds: Dataset, max_train: int | None) -> Dataset:
     )
 
 
+def _close(record: Record | None, driver: Driver | None, *, quietly: bool = False) -> None:
+    """Close the record and the driver (either may be ``None``); ``quietly`` (on the way
+    out of an exception) a failing close does not hide the exception that is leaving."""
+    for close in (record.close if record else None, driver.close if driver else None):
+        if close is None:
+            continue
+        if not quietly:
+            close()
+            continue
+        with contextlib.suppress(Exception):  # the exception in flight is the one to show
+            close()
+
+
+def _step_row(rep: StepReport) -> dict[str, float | int]:
+    """One row of the record's ``steps`` group."""
+    return {
+        "loss": _mean(rep.loss_sum, rep.batch - rep.nonfinite),
+        "nonfinite": rep.nonfinite,
+        "used": rep.used,
+        "dropped": rep.dropped,
+        "fallback": int(rep.fallback),
+        "refused": int(rep.refused),
+        "pulses": sum(u.pulses for u in rep.updates),
+        "clipped_bound": sum(u.clipped_bound for u in rep.updates),
+        "clipped_request": sum(u.clipped_request for u in rep.updates),
+        "requested_norm": float(np.sqrt(sum(u.requested_norm**2 for u in rep.updates))),
+        "realised_norm": float(np.sqrt(sum(u.realised_norm**2 for u in rep.updates))),
+        # The circle diagnostic (docs/gradients.md): |beta| of the step, batch
+        # |c_-1|/|c_1| (NaN: none), flagged step, samples above.
+        "beta": rep.beta,
+        "circle_ratio": rep.circle_ratio,
+        "circle_alarm": int(rep.circle_alarm),
+        "circle_flagged": rep.circle_flagged,
+    }
+
+
+def _epochs(
+    ctrl: Controller,
+    driver: Driver,
+    ds: Dataset,
+    opts: TrainOptions,
+    record: Record | None,
+    history: dict[str, list[float]],
+    *,
+    start: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Train epochs ``start .. opts.epochs - 1`` (those a resumed record lacks); after each, its
+    step rows, metrics row and checkpoint (the controller's state as it is, the chip's when
+    it has the ``checkpoint`` capability) go to ``record``, its metrics to ``history``."""
+    steps_per_epoch = math.floor(ds.n_train / opts.batch)
+    for epoch in range(start, opts.epochs):
+        t_epoch = time.perf_counter()
+        batches = ds.batches("train", opts.batch, seed=opts.seed, epoch=epoch)
+        rows: list[dict[str, float | int]] = []
+        loss_sum = correct = seen = 0.0
+        nonfinite = 0  # samples of the epoch whose free-phase loss is NaN or inf
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False)
+        for xb, yb in batches:
+            rep = ctrl.train_step(xb, ds.one_hot(yb))
+            nonfinite += rep.nonfinite
+            loss_sum += rep.loss_sum
+            correct += rep.correct
+            seen += rep.batch
+            rows.append(_step_row(rep))
+            for note in rep.notes:
+                log(f"warning: {note}")
+            if bar is not None:
+                bar.update(1)
+                train_loss = _mean(loss_sum, seen - nonfinite)
+                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{correct / seen:.3f}")
+        if bar is not None:
+            bar.close()
+        test_loss, test_acc, test_nonfinite = _evaluate(ctrl, ds, "test", opts.eval_batch)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": _mean(loss_sum, seen - nonfinite),
+            "train_accuracy": correct / seen,
+            "train_nonfinite": nonfinite,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "test_nonfinite": test_nonfinite,
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        for k, v in row.items():
+            # a column new to a resumed record has no value for its earlier epochs
+            history.setdefault(k, [math.nan] * epoch).append(float(v))
+        if record is not None:
+            record.extend("steps", rows)
+            record.append("metrics", row)
+            parts = {"controller": ctrl.state_dict()}
+            desc = driver.describe()
+            if desc.capabilities.checkpoint:
+                parts["driver"] = driver.state_dict()
+            # describe().extra (calibration) may be re-read by the driver: kept per epoch
+            record.save_checkpoint(epoch, parts, extra=desc.extra)
+        log(
+            f"epoch {epoch + 1}/{opts.epochs}: train "
+            f"{loss_text(row['train_loss'], nonfinite, int(seen))} acc "
+            f"{row['train_accuracy']:.4f} | test "
+            f"{loss_text(test_loss, test_nonfinite, ds.n_test)} acc {test_acc:.4f} | "
+            f"{row['seconds']:.1f} s"
+        )
+
+
 def train(
     circuit: Circuit,
     opts: TrainOptions,
@@ -307,146 +387,49 @@ def train(
         "driver": opts.driver,
         "dataset": opts.dataset,
     }
-    # Every check that can refuse runs before the record is written to.
+    # Every check that can refuse runs before the record is written to. On every way out
+    # (a refusal, a lost chip, an interrupt, any exception) the record is closed, and so is
+    # the driver when this function opened it.
     record: Record | None = None
     point: ResumePoint | None = None
-    if out is not None and resume and Path(out).exists():
-        record, point = _reopen(Path(out), circuit, opts, steps_per_epoch)
-    elif out is not None:
-        Record.check_new(out)
     own_driver = driver is None
     try:
+        if out is not None and resume and Path(out).exists():
+            record, point = _reopen(Path(out), circuit, opts, steps_per_epoch)
+        elif out is not None:
+            Record.check_new(out)
         if driver is None:
             driver = open_driver(opts.driver, circuit, seed=opts.seed)
         ctrl = Controller(
             driver, opts.hep_config(epochs_to_steps(opts.epochs, ds.n_train, opts.batch))
         )
         if point is not None and record is not None:
-            _restore(record, point, driver, ctrl, steps_per_epoch)
+            _restore(record, point, driver, ctrl, steps_per_epoch, opts.batch)
             if point.epochs:
                 log(f"resuming {out} after epoch {point.epochs}")
         elif out is not None:
             record = Record.create(out, meta=meta | {"extra": ctrl.desc.extra})
-    except BaseException:
-        if record is not None:
-            record.close()
-        if own_driver and driver is not None:
-            driver.close()
-        raise
-    start_epoch = 0 if point is None else point.epochs
-    for m in ctrl.messages:
-        log(f"note: {m}")
-    history: dict[str, list[float]] = {
-        k: list(map(float, v)) for k, v in (record.table("metrics") if record else {}).items()
-    }
-    totals = {"refused": 0, "dropped": 0, "fallback": 0}
-    if record is not None:
-        st = record.table("steps")
-        totals = {k: int(st[k].sum()) if k in st else 0 for k in totals}
-    try:
-        for epoch in range(start_epoch, opts.epochs):
-            t_epoch = time.perf_counter()
-            batches = ds.batches("train", opts.batch, seed=opts.seed, epoch=epoch)
-            rows: list[dict[str, float | int]] = []
-            loss_sum = correct = seen = 0.0
-            nonfinite = 0  # samples of the epoch whose free-phase loss is NaN or inf
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(
-                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False
-                )
-            for xb, yb in batches:
-                rep: StepReport = ctrl.train_step(xb, ds.one_hot(yb))
-                nf = rep.nonfinite
-                nonfinite += nf
-                loss_sum += rep.loss_sum
-                correct += rep.correct
-                seen += rep.batch
-                rows.append(
-                    {
-                        "loss": _mean(rep.loss_sum, rep.batch - nf),
-                        "nonfinite": nf,
-                        "used": rep.used,
-                        "dropped": rep.dropped,
-                        "fallback": int(rep.fallback),
-                        "refused": int(rep.refused),
-                        "pulses": sum(u.pulses for u in rep.updates),
-                        "clipped_bound": sum(u.clipped_bound for u in rep.updates),
-                        "clipped_request": sum(u.clipped_request for u in rep.updates),
-                        "requested_norm": float(
-                            np.sqrt(sum(u.requested_norm**2 for u in rep.updates))
-                        ),
-                        "realised_norm": float(
-                            np.sqrt(sum(u.realised_norm**2 for u in rep.updates))
-                        ),
-                        # The circle diagnostic (docs/gradients.md): |beta| of the step,
-                        # batch |c_-1|/|c_1| (NaN: none), flagged step, samples above.
-                        "beta": rep.beta,
-                        "circle_ratio": rep.circle_ratio,
-                        "circle_alarm": int(rep.circle_alarm),
-                        "circle_flagged": rep.circle_flagged,
-                    }
-                )
-                for note in rep.notes:
-                    log(f"warning: {note}")
-                totals["refused"] += int(rep.refused)
-                totals["dropped"] += rep.dropped
-                totals["fallback"] += int(rep.fallback)
-                if bar is not None:
-                    bar.update(1)
-                    train_loss = _mean(loss_sum, seen - nonfinite)
-                    bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{correct / seen:.3f}")
-            if bar is not None:
-                bar.close()
-            test_loss, test_acc, test_nonfinite = _evaluate(ctrl, ds, "test", opts.eval_batch)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": _mean(loss_sum, seen - nonfinite),
-                "train_accuracy": correct / seen,
-                "train_nonfinite": nonfinite,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-                "test_nonfinite": test_nonfinite,
-                "seconds": time.perf_counter() - t_epoch,
-            }
-            for k, v in row.items():
-                # a column new to a resumed record has no value for its earlier epochs
-                history.setdefault(k, [math.nan] * epoch).append(float(v))
-            if record is not None:
-                record.extend("steps", rows)
-                record.append("metrics", row)
-                parts = {"controller": ctrl.state_dict()}
-                desc = driver.describe()
-                if desc.capabilities.checkpoint:
-                    parts["driver"] = driver.state_dict()
-                # describe().extra (calibration) may be re-read by the driver: kept per epoch
-                record.save_checkpoint(epoch, parts, extra=desc.extra)
-            log(
-                f"epoch {epoch + 1}/{opts.epochs}: train "
-                f"{loss_text(row['train_loss'], nonfinite, int(seen))} acc "
-                f"{row['train_accuracy']:.4f} | test "
-                f"{loss_text(test_loss, test_nonfinite, ds.n_test)} acc {test_acc:.4f} | "
-                f"{row['seconds']:.1f} s"
+        for m in ctrl.messages:
+            log(f"note: {m}")
+        history: dict[str, list[float]] = {
+            k: list(map(float, v)) for k, v in (record.table("metrics") if record else {}).items()
+        }
+        try:
+            start = 0 if point is None else point.epochs
+            _epochs(
+                ctrl, driver, ds, opts, record, history, start=start, progress=progress, log=log
             )
-    except (ConnectionLost, DriverTimeout) as err:
+        except (ConnectionLost, DriverTimeout) as err:
+            raise type(err)(
+                f"{err}; the record {out} holds every finished epoch: rerun with --resume once "
+                "the chip is back"
+            ) from None
         if record is not None:
-            record.flush()
-            record.close()
-        raise type(err)(
-            f"{err}; the record {out} holds every finished epoch: rerun with --resume once the "
-            "chip is back"
-        ) from None
-    except AnalogHepError:
-        if record is not None:
-            record.close()
+            record.save_weights(driver.read_weights())
+    except BaseException:
+        _close(record, driver if own_driver else None, quietly=True)
         raise
-    if record is not None:
-        record.save_weights(driver.read_weights())
-        record.close()
-    if own_driver:
-        driver.close()
+    _close(record, driver if own_driver else None)
     last = {k: (v[-1] if v else float("nan")) for k, v in history.items()}
     return TrainResult(
         circuit=spec.name,
@@ -456,9 +439,9 @@ def train(
         train_loss=last.get("train_loss", float("nan")),
         test_accuracy=last.get("test_accuracy", float("nan")),
         test_loss=last.get("test_loss", float("nan")),
-        dropped_updates=totals["refused"],
-        dropped_samples=totals["dropped"],
-        fallback_steps=totals["fallback"],
+        dropped_updates=ctrl.state.refused,
+        dropped_samples=ctrl.state.dropped,
+        fallback_steps=ctrl.state.fallback,
         seconds=time.perf_counter() - t_start,
         messages=list(ctrl.messages),
         out=None if out is None else str(out),

@@ -7,9 +7,12 @@ as one ``jax.vmap`` of a pure gradcheck core (free phase, nudge phases, estimato
 truth) inside one ``eqx.filter_jit``. Chip leaves that are equal across the group are shared
 (not stacked), so a noise-by-seed sweep stores one chip.
 
-The core reproduces :func:`analog_hep.studies.gradcheck` step for step (same key split, same
-DAC/ADC, same estimators); on a noiseless chip ``gradcheck`` settles one of each conjugate
-pair of points where this core settles all of them, which changes results by rounding only.
+The core is :func:`analog_hep.studies.gradcheck`'s sequence of the emulator's own functions
+(same key split, DAC/ADC, settle and estimators), with ``|beta|`` as data: the nudge values
+are ``|beta|`` times the schedule of radius 1, settled by
+:func:`analog_hep.emulator.nudge_points` under that schedule's static plan. On a noiseless chip
+``gradcheck`` settles one of each conjugate pair of points where this core settles all of
+them (a group may mix noise levels), which changes results by rounding only.
 """
 
 from __future__ import annotations
@@ -28,16 +31,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..emulator import (
-    Chip,
-    Points,
-    dac,
-    free_phase,
-    ground_truth,
-    measure,
-    settle,
-    settle_points,
-)
+from ..emulator import Chip, dac, free_phase, ground_truth, measure, nudge_plan, nudge_points
 from ..hep import circle_betas, classic_estimate, hep_estimate
 from ._gradcheck import _rel, cosine, random_batch
 
@@ -109,47 +103,11 @@ def stack_chips(chips: Sequence[Chip]) -> tuple[Chip, Chip]:
     return jax.tree.unflatten(treedef, batched), jax.tree.unflatten(treedef, shared)
 
 
-def _unit_betas(method: str, points: int) -> tuple[tuple[complex, ...], bool]:
-    """The schedule for ``|beta| = 1`` and whether it is complex (static)."""
+def _unit_betas(method: str, points: int) -> tuple[complex, ...]:
+    """The schedule for ``|beta| = 1`` (its plan is that of every radius)."""
     if method == "classic":
-        unit: tuple[complex, ...] = (1.0 + 0j,) * points
-    else:
-        unit = circle_betas(1.0, 2 if method == "symmetric" else points)
-    return unit, any(b.imag != 0 for b in unit)
-
-
-def _nudge(
-    chip: Chip,
-    free: Any,
-    y: Array,
-    betas: Array,
-    *,
-    real: tuple[bool, ...],
-    steps: int,
-    start: str,
-    key: PRNGKeyArray | None,
-) -> Points:
-    """:func:`analog_hep.emulator.nudge_phases` with traced betas (every point settled);
-    ``real`` says which points lie on the real axis (static: the angles are fixed)."""
-    k_pts = betas.shape[0]
-    b = y.shape[0]
-    x = free.states[0]
-    dtype = betas.dtype
-    if start == "previous":
-
-        def one(s: tuple[Array, ...], kb: tuple[Array, Array]) -> tuple[tuple[Array, ...], Any]:
-            kk, bt = kb
-            out = settle(
-                chip, x, y, jnp.full(b, bt), s, steps=steps, key=None if key is None else kk
-            )
-            return out.states[1:], out
-
-        keys = jr.split(key if key is not None else jr.PRNGKey(0), k_pts)
-        init = tuple(s.astype(dtype) for s in free.states[1:])
-        _, outs = jax.lax.scan(one, init, (keys, betas))
-        states = (jnp.broadcast_to(x, (k_pts, *x.shape)), *outs.states[1:])
-        return Points(betas, states, outs.logits, outs.residual)
-    return settle_points(chip, free, y, betas, real=real, steps=steps, key=key)
+        return (1.0 + 0j,) * points
+    return circle_betas(1.0, 2 if method == "symmetric" else points)
 
 
 def _flat(chip: Chip, g: dict[str, tuple[Array, Array]]) -> dict[str, Array]:
@@ -181,18 +139,13 @@ def _core(
         chip, x, y, steps=cfg.free_steps, max_adjoint_iterations=max(20 * cfg.free_steps, 2000)
     )
     free = free_phase(chip, x, steps=cfg.free_steps, key=k_free if noisy else None)
-    unit, cplx = _unit_betas(static.method, static.points)
-    dtype = jnp.complex64 if cplx else jnp.float32
-    betas = beta.astype(dtype) * jnp.asarray(unit if cplx else [b.real for b in unit], dtype)
-    pts = _nudge(
-        chip,
-        free,
-        y,
-        betas,
-        real=tuple(b.imag == 0 for b in unit),
-        steps=cfg.nudge_steps,
-        start=static.start,
-        key=k_nudge if noisy else None,
+    unit = _unit_betas(static.method, static.points)
+    plan = nudge_plan(unit, start=static.start, share_conjugates=False)
+    dtype = jnp.complex64 if plan.complex_ else jnp.float32
+    values = unit if plan.complex_ else [b.real for b in unit]
+    betas = beta.astype(dtype) * jnp.asarray(values, dtype)
+    pts = nudge_points(
+        chip, free, y, betas, plan, steps=cfg.nudge_steps, key=k_nudge if noisy else None
     )
     names = cfg.crossbar_names
     p_read = measure(chip, pts)  # type: ignore[arg-type]

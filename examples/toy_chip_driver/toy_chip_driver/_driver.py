@@ -8,6 +8,8 @@ What every real driver does, in the order it matters:
    S per weight unit, A per unit beta) and convert every value at the link.
 3. **Validate before any I/O**: shapes, finite values, ranges and capabilities raise
    :class:`OutOfRange` / :class:`UnsupportedCapability` before a byte reaches the chip.
+   The checks of the contract are analog-hep's own (:mod:`analog_hep.drivers.validate`),
+   made against the description the driver advertises: its limits are checked with them.
 4. **Batch**: one call settles the whole minibatch at every nudge point.
 5. **Report** what the chip really did (pulses, failed devices, realised change measured
    by reading the conductances back), and **check the chip's error queue** after each
@@ -16,7 +18,6 @@ What every real driver does, in the order it matters:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,12 @@ from analog_hep.drivers import (
     NudgeSchedule,
     Settled,
     UpdateReport,
+)
+from analog_hep.drivers.validate import (
+    check_delta,
+    check_inputs,
+    check_schedule,
+    find_crossbar,
 )
 from analog_hep.errors import (
     ConnectionLost,
@@ -144,22 +151,6 @@ class ToyChipDriver:
         if errors:
             raise OutOfRange(f"TOY-1 refused {during}: {'; '.join(errors)}")
 
-    def _xbar(self, name: str) -> CrossbarInfo:
-        for c in self._desc.crossbars:
-            if c.name == name:
-                return c
-        raise OutOfRange(f"no crossbar {name!r}; the TOY-1 has {list(self._desc.crossbar_names)}")
-
-    @staticmethod
-    def _real(a: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
-        a = np.asarray(a)
-        if np.iscomplexobj(a) or a.shape != shape:
-            raise OutOfRange(f"{what} must be real {shape}, found {a.dtype} {a.shape}")
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise OutOfRange(f"{what} holds NaN or infinite values")
-        return a
-
     # -- the driver protocol -----------------------------------------------------------------
 
     def describe(self) -> ChipDescription:
@@ -167,15 +158,10 @@ class ToyChipDriver:
 
     def load_inputs(self, x: Any, y: Any | None) -> None:
         self._check_open()
-        d = self._desc
-        x = np.asarray(x)
-        if x.ndim != 2 or not 1 <= x.shape[0] <= MAX_BATCH:
-            raise OutOfRange(
-                f"inputs must be (batch <= {MAX_BATCH}, {d.layers[0]}), found {x.shape}"
-            )
-        x = self._real(x, (x.shape[0], d.layers[0]), "inputs")
-        y = np.zeros((x.shape[0], d.classes), np.float32) if y is None else y
-        y = self._real(y, (x.shape[0], d.classes), "targets")
+        check_inputs(self._desc, x, y)  # shapes, max_batch, real and finite values
+        x = np.asarray(x, np.float32)
+        y = np.zeros((x.shape[0], self._desc.classes)) if y is None else y
+        y = np.asarray(y, np.float32)
         self.inst.write_block("SOUR:VOLT:BLOC", x * np.float32(self.v_per_unit_V))
         self.inst.write_block("SOUR:TARG:BLOC", y)
         self._check_errors("load_inputs")
@@ -183,17 +169,9 @@ class ToyChipDriver:
 
     def run_schedule(self, schedule: NudgeSchedule) -> Settled:
         self._check_open()
-        if schedule.is_complex:
-            raise UnsupportedCapability(
-                "the TOY-1 is a DC chip: it cannot settle at complex beta (use real nudges)"
-            )
-        if schedule.start != "free":
-            raise UnsupportedCapability("the TOY-1 settles every point from the free state")
+        # real betas only (a DC chip), at most MAX_POINTS, |beta| <= BETA_MAX, start="free"
+        check_schedule(self._desc, schedule)
         betas = [complex(b).real for b in schedule.betas]
-        if len(betas) > MAX_POINTS:
-            raise OutOfRange(f"{len(betas)} nudge points exceed the TOY-1's {MAX_POINTS}")
-        if any(not math.isfinite(b) or abs(b) > BETA_MAX for b in betas):
-            raise OutOfRange(f"every |beta| must be finite and <= {BETA_MAX}, found {betas}")
         if not self._loaded:
             raise NotSettled("load_inputs must come before run_schedule")
         self.inst.write_block("SOUR:CURR:LIST", np.asarray(betas) * self.a_per_unit_A)
@@ -225,8 +203,9 @@ class ToyChipDriver:
 
     def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
         self._check_open()
-        c = self._xbar(name)
-        delta_w = self._real(delta_w, (c.n_out, c.n_in + 1), f"{name}: delta_w")
+        check_delta(self._desc, name, delta_w)  # known crossbar, (n_out, n_in + 1), finite
+        c = find_crossbar(self._desc, name)
+        delta_w = np.array(delta_w, np.float32)  # a copy: the bias column may be zeroed
         if not c.has_bias:
             delta_w[:, -1] = 0.0
         before = self.inst.query_block(f"MEAS:COND? {name}")

@@ -1,0 +1,78 @@
+"""The hEP learning settings and their defaults: the one place they are written.
+
+Three layers read them: the YAML spec (``spec.TrainingSpec`` validates the same fields and
+takes its defaults from here), the command line (``analog-hep train``, one option per field)
+and the controller (``hep.HepConfig`` is these settings plus what a run derives: its step
+count, the circle diagnostic's constants). ``studies.TrainOptions`` is these settings plus
+the run's own (batch, epochs, seed, dataset, driver, ...), and the run record stores them.
+
+This module imports nothing from the package, so every layer can import it without an
+import cycle (``spec`` sits below ``hep``; neither imports the other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+__all__ = [
+    "OPTIMIZER_FIELDS",
+    "CircleReaction",
+    "HepSettings",
+    "LrSchedule",
+    "Method",
+    "UpdatePath",
+    "hep_settings_fields",
+]
+
+Method = Literal["hep", "classic", "symmetric", "online"]
+"""Estimator: hEP on a circle, classic one-sided EP, symmetric EP (N = 2), online hEP."""
+LrSchedule = Literal["constant", "cosine"]
+"""Learning-rate schedule over the run."""
+UpdatePath = Literal["auto", "outer_product", "program"]
+"""How updates reach the chip."""
+CircleReaction = Literal["warn", "shrink", "off"]
+"""What the controller does when the nudge circle probably encloses a singularity."""
+
+OPTIMIZER_FIELDS = ("lr", "momentum", "schedule")
+"""Settings that the YAML spec groups under ``training.optimizer``."""
+
+
+@dataclass(frozen=True)
+class HepSettings:
+    """The hEP learning settings, with their defaults (the digits circuit's measured ones).
+
+    - ``method``: ``hep`` (``points`` on a circle of radius ``beta``), ``symmetric``
+      (N = 2), ``classic`` (one real ``beta``; ``points`` repeated settles) or ``online``
+      (the nudge rotates around the circle for ``online_periods`` periods of ``points``
+      samples, each ``online_steps`` settle steps, without resetting the state).
+    - ``points``: N nudge points; ``beta``: ``|beta|``, the circle's radius
+      (dimensionless).
+    - ``lr``, ``momentum``, ``schedule``: optax SGD (momentum 0: plain SGD, which lets the
+      chip apply outer products); ``constant`` or ``cosine`` decay over the run.
+    - ``residual_tol``: largest settle residual (activity units) of a state used for
+      learning; 0.5 catches divergence and NaN, not a noisy chip's noise floor.
+    - ``update``: ``auto`` (outer products when the chip has them and plain SGD is used,
+      else programmed deltas), ``outer_product`` or ``program``.
+    - ``fallback_fraction``: above this fraction of samples with unsettled complex points,
+      a step is redone with real nudges (N = 2); below it those samples are dropped.
+    - ``circle_check``: ``warn``, ``shrink`` ``|beta|`` or ``off`` (docs/gradients.md).
+    """
+
+    method: Method = "hep"
+    points: int = 6
+    beta: float = 0.4
+    lr: float = 0.2
+    momentum: float = 0.0
+    schedule: LrSchedule = "constant"
+    residual_tol: float = 0.5
+    update: UpdatePath = "auto"
+    online_periods: int = 3
+    online_steps: int = 10
+    fallback_fraction: float = 0.5
+    circle_check: CircleReaction = "warn"
+
+
+def hep_settings_fields() -> tuple[str, ...]:
+    """Names of the fields of :class:`HepSettings`, in order."""
+    return tuple(f.name for f in fields(HepSettings))

@@ -1,0 +1,120 @@
+"""What the controller asks of a chip: its settings (:class:`HepConfig`) and the plan it
+makes from them and the chip's capabilities (:func:`plan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .._hep_settings import HepSettings, Method
+from ..drivers import ChipDescription, NudgeSchedule
+from ..errors import UnsupportedCapability
+from ._circle import CIRCLE_BIAS
+from ._schedules import circle_betas
+
+__all__ = ["HepConfig", "Method", "Plan", "plan", "with_beta"]
+
+
+@dataclass(frozen=True)
+class HepConfig(HepSettings):
+    """The controller's settings: the hEP settings (:class:`analog_hep._hep_settings.
+    HepSettings`, where their meaning and defaults are written: the YAML spec and the
+    command line share them) and what a run derives or fixes:
+
+    - ``total_steps``: optimizer steps of the run (the ``cosine`` schedule decays over
+      them; required, >= 1, with ``cosine``).
+    - The circle diagnostic (``analog_hep.hep._circle``; hEP and online with ``N >= 3``): a
+      step is flagged when the batch ``rho = |c_{-1}| / |c_1|`` implies an aliasing bias
+      ``rho^{N/(N-2)}`` above ``circle_bias`` (the circle probably encloses a singularity
+      of ``s*(beta)``). ``circle_check``: ``warn`` (a note the first time; every step's
+      figures go to the record), ``shrink`` (also halve ``|beta|`` for the next steps after
+      a flagged step, down to ``circle_beta_floor``, default ``beta / 8``) or ``off`` (not
+      computed). Warn is the default: shrinking trades the bias for noise (the reason for a
+      finite ``|beta|``), and under neuron noise ``rho`` has a noise floor that would
+      shrink ``|beta|`` for nothing.
+    """
+
+    total_steps: int = 0
+    circle_bias: float = CIRCLE_BIAS
+    circle_beta_floor: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the controller will ask the chip for, and why it differs from the request."""
+
+    method: Method
+    points: int
+    schedule: NudgeSchedule
+    fallback: NudgeSchedule | None
+    use_outer_product: bool
+    messages: tuple[str, ...]
+
+
+def _schedule(method: Method, points: int, beta: float, cfg: HepConfig) -> NudgeSchedule:
+    if method == "classic":
+        return NudgeSchedule(betas=(complex(beta),) * points)
+    if method == "symmetric":
+        return NudgeSchedule(betas=circle_betas(beta, 2))
+    if method == "online":
+        return NudgeSchedule(
+            betas=circle_betas(beta, points) * cfg.online_periods,
+            nudge_steps=cfg.online_steps,
+            start="previous",
+        )
+    return NudgeSchedule(betas=circle_betas(beta, points))
+
+
+def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
+    """Choose schedules and the update path from the chip's capabilities."""
+    caps = desc.capabilities
+    messages: list[str] = []
+    method, points = cfg.method, cfg.points
+    if method in ("hep", "online") and points > 2 and not caps.complex_nudges:
+        messages.append(
+            f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges capability): "
+            f"training with symmetric EP (real nudges +-{cfg.beta}) instead of {method} N={points}"
+        )
+        method, points = "symmetric", 2
+    if method == "online" and not caps.previous_start:
+        messages.append(
+            "chip cannot settle from the previous point: online hEP needs it; training with "
+            "parallel hEP points instead"
+        )
+        method = "hep"
+    if method == "hep" and points < 2:
+        raise ValueError("hEP needs at least 2 points (use --method classic for N = 1)")
+    if caps.beta_max is not None and cfg.beta > caps.beta_max:
+        raise UnsupportedCapability(
+            f"|beta| = {cfg.beta} exceeds what the chip can apply ({caps.beta_max})"
+        )
+    sched = _schedule(method, points, cfg.beta, cfg)
+    fallback = None
+    if method in ("hep", "online") and points > 2:
+        fallback = _schedule("symmetric", 2, cfg.beta, cfg)
+    plain_sgd = cfg.momentum == 0.0
+    if cfg.update == "outer_product":
+        if not caps.outer_product_update:
+            raise UnsupportedCapability("the chip has no parallel outer-product update")
+        if not plain_sgd:
+            raise UnsupportedCapability(
+                "momentum makes the update a dense matrix, not a sum of outer products: use "
+                "--update program or momentum 0"
+            )
+        outer = True
+    elif cfg.update == "program":
+        if not caps.program_delta:
+            raise UnsupportedCapability("the chip cannot program per-device deltas")
+        outer = False
+    else:
+        outer = caps.outer_product_update and plain_sgd
+        if not outer and not caps.program_delta:
+            raise UnsupportedCapability(
+                "the chip can neither apply outer products nor program deltas"
+            )
+    return Plan(method, points, sched, fallback, outer, tuple(messages))
+
+
+def with_beta(p: Plan, cfg: HepConfig, beta: float) -> Plan:
+    """The same plan on a circle of radius ``beta`` (the shrink reaction)."""
+    fallback = None if p.fallback is None else _schedule("symmetric", 2, beta, cfg)
+    return replace(p, schedule=_schedule(p.method, p.points, beta, cfg), fallback=fallback)
