@@ -21,8 +21,8 @@ import jax
 import numpy as np
 
 from analog_hep.spec import load_circuit
-from analog_hep.studies._bench import _controller
-from analog_hep.studies._overrides import with_overrides
+from analog_hep.studies.bench._bench import _controller
+from analog_hep.studies.sweeps._overrides import with_overrides
 
 
 class _CompileLog(logging.Handler):

@@ -17,7 +17,7 @@ from analog_hep.cli import main
 from analog_hep.errors import SpecError
 from analog_hep.physics import draw_devices, expected_step_S, pulse_step
 from analog_hep.spec._device import DeviceCard
-from analog_hep.studies._fit_device import fit_device, read_measurements
+from analog_hep.studies.fitting._fit_device import fit_device, read_measurements
 
 G_MIN, G_MAX = 2.0e-6, 1.2e-5
 N_DEV = 16

@@ -286,7 +286,7 @@ def test_report_reads_files_only_through_the_record_modules():
     """No HDF5 access and no regular-expression parsing of JSON or YAML in the report."""
     from pathlib import Path
 
-    import analog_hep.studies._report as mod
+    import analog_hep.studies.reports._report as mod
 
     for f in Path(mod.__file__).parent.glob("_report*.py"):
         src = f.read_text()

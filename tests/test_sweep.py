@@ -403,7 +403,7 @@ base: {method: symmetric, beta: 0.2, batch: 4, noise: 0.0, update_lr: 0.5}
 
 
 def test_failed_points_are_reported_and_retried(tmp_path, monkeypatch):
-    from analog_hep.studies import _sweep
+    from analog_hep.studies.sweeps import _sweep
 
     text = """\
 kind: gradcheck

@@ -212,7 +212,7 @@ def test_a_circuit_without_a_training_section_trains_with_the_defaults():
 def test_train_closes_the_driver_it_opened_on_every_exit_path(tmp_path, monkeypatch, error):
     from analog_hep.emulator import EmulatorDriver
     from analog_hep.errors import ConnectionLost
-    from analog_hep.studies import _train
+    from analog_hep.studies.training import _train
 
     if error == "ConnectionLost":
         error = ConnectionLost

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the circuit, build the options, check memory, train; print the result."""
     from ..spec import check_fits, load_circuit
     from ..studies import TrainOptions, train
-    from ..studies._train import loss_text
+    from ..studies.training._train import loss_text
 
     if args.resume and not args.out:
         raise SpecError("--resume needs --out RUN.h5 (the record to continue)")

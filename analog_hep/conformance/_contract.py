@@ -42,8 +42,9 @@ def check_structure(t: _Target) -> str:
         _require(desc.loss in ("cross_entropy", "mse"), f"unknown loss {desc.loss!r}")
         names = desc.crossbar_names
         _require(len(set(names)) == len(names) and names, f"crossbar names {names} not unique")
-        # The controller pairs crossbar i with layers i and i + 1 by position and finds the
-        # readout by its name: other names or another order train the wrong weights.
+        # The controller pairs states through each crossbar's pre/post, but the kit's checks
+        # compare the chip with the emulator crossbar by crossbar, by name: the circuit's
+        # names and order are required here, and pre/post must say what the names mean.
         _require(
             names == tuple(spec.crossbar_names),
             f"crossbar names {names} differ from the circuit's {tuple(spec.crossbar_names)} "

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpecError
-from ..spec._yaml import decode_text
+from ...errors import SpecError
+from ...spec._yaml import decode_text
 
 __all__ = ["MAX_CSV_BYTES", "PulseData", "read_measurements"]
 

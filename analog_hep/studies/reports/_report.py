@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
-from ._record_read import (
+from ...errors import SpecError
+from ..gradients._stability import FORMAT as STABILITY_FORMAT
+from ..gradients._stability import load_stability_map, plot_stability_map
+from ..training._record_read import (
     RUN_FORMAT,
     SWEEP_FORMAT,
     RunData,
@@ -61,8 +63,6 @@ from ._report_tables import (
     _slug,
     _varying,
 )
-from ._stability import FORMAT as STABILITY_FORMAT
-from ._stability import load_stability_map, plot_stability_map
 
 __all__ = ["Report", "report"]
 

@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import SpecError
+from ...errors import SpecError
 
 __all__ = ["FORMAT", "SweepFile", "read_sweep_rows", "read_sweep_runs"]
 

@@ -29,10 +29,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ..emulator import Chip, SettleOut, dac, fabricate, free_phase, settle
-from ..emulator._phases import tile_rows
-from ..errors import SpecError
-from ..spec import Circuit
+from ...emulator import Chip, SettleOut, dac, fabricate, free_phase, settle
+from ...emulator._phases import tile_rows
+from ...errors import SpecError
+from ...spec import Circuit
 from ._gradcheck import random_batch
 
 __all__ = [

@@ -41,8 +41,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from ..errors import SpecError
-from ..spec import (
+from ...errors import SpecError
+from ...spec import (
     Circuit,
     CircuitSpec,
     DeviceCard,

@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
-from ..spec import DeviceCard
-from ..spec.device_models import FIT_MODELS, MODELS, FitModel, FitStats
+from ...errors import SpecError
+from ...spec import DeviceCard
+from ...spec.device_models import FIT_MODELS, MODELS, FitModel, FitStats
 from ._fit_problem import Fit, Problem, best_fit, initial, least_squares_fit, make_problem
 from ._fit_result import FitResult, result_card_yaml
 from ._measurements import MAX_CSV_BYTES, PulseData, read_measurements
@@ -314,7 +314,7 @@ def _card(
         "description": f"{model} card fitted to measured pulse responses ({csv_name})",
         "source": {
             "paper": f"measured pulse-response data {csv_name}",
-            "simulator": "analog-hep fit-device (analog_hep/studies/_fit_device.py), "
+            "simulator": "analog-hep fit-device (analog_hep/studies/fitting/_fit_device.py), "
             f"model {model}",
             "notes": notes,
         },

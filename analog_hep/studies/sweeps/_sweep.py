@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..emulator import Chip, ChipConfig, fabricate
-from ..errors import SpecError
-from ._gradcheck import _rel, cosine, gradcheck, random_batch
+from ...emulator import Chip, ChipConfig, fabricate
+from ...errors import SpecError
+from ..gradients._gradcheck import _rel, cosine, gradcheck, random_batch
 from ._sweep_file import SweepFile
 from ._sweep_spec import GradcheckPoint, Point, Sweep, TrainPoint, load_sweep
 from ._vectorised import GroupStatic, gradcheck_batch, trace_count, with_noise_flags
@@ -139,7 +139,7 @@ def point_chip(point: Point) -> Chip:
 
 @lru_cache(maxsize=4)
 def _dataset(spec: str) -> Any:
-    from ..data import load_dataset
+    from ...data import load_dataset
 
     return load_dataset(spec)
 
@@ -272,8 +272,8 @@ def update_quality(
     (``|dW + lr g| / |lr g|``), ``update_gain`` (``|dW| / |lr g|``), ``pulses``,
     ``clipped`` (bound and request clips), ``refused`` and ``fallback`` (0/1).
     """
-    from ..drivers import open_driver
-    from ..hep import Controller, HepConfig
+    from ...drivers import open_driver
+    from ...hep import Controller, HepConfig
 
     p = point.params
     assert isinstance(p, GradcheckPoint) and p.update_lr is not None
@@ -415,8 +415,8 @@ def _run_single_gradcheck(point: Point, result: TaskResult) -> None:
 
 
 def _run_train(point: Point, result: TaskResult) -> None:
-    from ._record import Record
-    from ._train import TrainOptions, train
+    from ..training._record import Record
+    from ..training._train import TrainOptions, train
 
     p = point.params
     assert isinstance(p, TrainPoint)

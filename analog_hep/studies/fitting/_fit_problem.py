@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from ..spec.device_models import FitModel
+from ...spec.device_models import FitModel
 
 __all__ = ["Fit", "Problem", "best_fit", "initial", "least_squares_fit", "make_problem"]
 

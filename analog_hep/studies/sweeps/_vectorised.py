@@ -31,9 +31,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..emulator import Chip, dac, free_phase, ground_truth, measure, nudge_plan, nudge_points
-from ..hep import circle_betas, classic_estimate, hep_estimate
-from ._gradcheck import _rel, cosine, random_batch
+from ...emulator import Chip, dac, free_phase, ground_truth, measure, nudge_plan, nudge_points
+from ...hep import circle_betas, classic_estimate, hep_estimate
+from ..gradients._gradcheck import _rel, cosine, random_batch
 
 __all__ = ["GroupStatic", "gradcheck_batch", "stack_chips", "trace_count", "with_noise_flags"]
 

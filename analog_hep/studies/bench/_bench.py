@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._numerics import matmul
-from ..emulator import EmulatorDriver
-from ..hep import Controller, HepConfig, circle_betas
-from ..spec import Circuit, load_circuit
-from ._overrides import with_overrides
+from ..._numerics import matmul
+from ...emulator import EmulatorDriver
+from ...hep import Controller, HepConfig, circle_betas
+from ...spec import Circuit, load_circuit
+from ..sweeps._overrides import with_overrides
 
 __all__ = ["BENCH_HEADER", "BenchCase", "run_bench"]
 

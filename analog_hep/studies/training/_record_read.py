@@ -23,12 +23,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import SpecError
-from ..spec import load_yaml
+from ...errors import SpecError
+from ...spec import load_yaml
+from ..sweeps._sweep_file import FORMAT as SWEEP_FORMAT
+from ..sweeps._sweep_file import read_sweep_rows, read_sweep_runs
 from ._record import _CHECKPOINT, JSON_ATTRS, Record
 from ._record import FORMAT as RUN_FORMAT
-from ._sweep_file import FORMAT as SWEEP_FORMAT
-from ._sweep_file import read_sweep_rows, read_sweep_runs
 
 __all__ = [
     "RUN_FORMAT",

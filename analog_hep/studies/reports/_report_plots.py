@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._record_read import RunData
+from ..training._record_read import RunData
 from ._report_tables import (
     _REPLICATES,
     _aggregate,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..spec import CircuitSpec
+from ...spec import CircuitSpec
 
 __all__ = ["with_overrides"]
 

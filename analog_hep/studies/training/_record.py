@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import SpecError
+from ...errors import SpecError
 
 __all__ = ["Record", "ResumePoint", "to_json"]
 

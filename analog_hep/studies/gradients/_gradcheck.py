@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ..emulator import (
+from ...emulator import (
     dac,
     fabricate,
     free_phase,
@@ -25,10 +25,10 @@ from ..emulator import (
     nudge_phases,
     nudge_schedule,
 )
-from ..hep import circle_betas, classic_estimate, hep_estimate
-from ..hep._circle import circle_check, circle_flags, circle_threshold
-from ..spec import Circuit
-from ._overrides import with_overrides
+from ...hep import circle_betas, classic_estimate, hep_estimate
+from ...hep._circle import circle_check, circle_flags, circle_threshold
+from ...spec import Circuit
+from ..sweeps._overrides import with_overrides
 
 __all__ = ["GradcheckResult", "cosine", "gradcheck", "random_batch"]
 

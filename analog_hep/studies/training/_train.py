@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .._hep_settings import HepSettings
-from ..data import Dataset, load_dataset
-from ..drivers import Driver, open_driver
-from ..errors import ConnectionLost, DriverTimeout, SpecError
-from ..hep import Controller, HepConfig, StepReport, epochs_to_steps
-from ..hep._state import COUNTERS, OPTIONAL_STATE_KEYS
-from ..spec import DEFAULT_TRAINING, Circuit
-from ._overrides import with_overrides
+from ..._hep_settings import HepSettings
+from ...data import Dataset, load_dataset
+from ...drivers import Driver, open_driver
+from ...errors import ConnectionLost, DriverTimeout, SpecError
+from ...hep import Controller, HepConfig, StepReport, epochs_to_steps
+from ...hep._state import COUNTERS, OPTIONAL_STATE_KEYS
+from ...spec import DEFAULT_TRAINING, Circuit
+from ..sweeps._overrides import with_overrides
 from ._record import Record, ResumePoint
 
 __all__ = ["TrainOptions", "TrainResult", "loss_text", "train"]

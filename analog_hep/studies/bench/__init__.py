@@ -1,0 +1,1 @@
+"""The training-step benchmark against this machine's matrix-product rate."""

@@ -1,0 +1,1 @@
+"""Gradient studies: hEP / EP estimates against the exact gradient (gradcheck), stability maps."""

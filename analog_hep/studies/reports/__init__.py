@@ -1,0 +1,1 @@
+"""Reports of any record: Markdown tables and PNG plots, read through the record modules."""

@@ -1,0 +1,1 @@
+"""Sweep files, their execution (vectorised where shapes agree, Dask otherwise) and records."""

@@ -1,0 +1,1 @@
+"""Training through a driver and the HDF5 run record (write and read)."""
