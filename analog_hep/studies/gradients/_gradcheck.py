@@ -78,14 +78,9 @@ class GradcheckResult:
     truth: dict[str, np.ndarray] = field(repr=False)
 
     def to_json(self) -> dict[str, object]:
-        """Everything but the gradient arrays, as plain JSON types."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("estimate", "truth")}
-        # No statistic (N <= 2, classic EP) is NaN here and null in JSON, which has no NaN.
-        out["circle_ratio"] = [None if np.isnan(r) else r for r in self.circle_ratio]
-        for k in ("circle_batch_ratio", "circle_threshold"):
-            if np.isnan(out[k]):
-                out[k] = None
-        return out
+        """Everything but the gradient arrays (``cli.print_json`` writes a figure that does
+        not apply, NaN here, as ``null``)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("estimate", "truth")}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
