@@ -16,8 +16,11 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 __all__ = [
+    "LEGACY_DEFAULTS",
     "OPTIMIZER_FIELDS",
     "CircleReaction",
+    "Guard",
+    "HepSchedule",
     "HepSettings",
     "LrSchedule",
     "Method",
@@ -33,6 +36,15 @@ UpdatePath = Literal["auto", "outer_product", "program"]
 """How updates reach the chip."""
 CircleReaction = Literal["warn", "shrink", "off"]
 """What the controller does when the nudge circle probably encloses a singularity."""
+HepSchedule = Literal["auto", "parallel", "sequential"]
+"""How the hEP points are settled: all from the free state at once, or one after the other
+around the circle, each from the previous point's state; ``auto`` chooses by the chip."""
+Guard = Literal["auto", "drop", "keep_finite", "symmetric", "half_beta"]
+"""What happens to a sample whose nudged points did not settle (docs/gradients.md)."""
+
+LEGACY_DEFAULTS: dict[str, object] = {"hep_schedule": "parallel", "guard": "drop"}
+"""Settings added after runs were recorded whose value for such a run differs from today's
+default: a record without the field ran with this value (``--resume`` compares with it)."""
 
 OPTIMIZER_FIELDS = ("lr", "momentum", "schedule")
 """Settings that the YAML spec groups under ``training.optimizer``."""
@@ -57,6 +69,22 @@ class HepSettings:
     - ``fallback_fraction``: above this fraction of samples with unsettled complex points,
       a step is redone with real nudges (N = 2); below it those samples are dropped.
     - ``circle_check``: ``warn``, ``shrink`` ``|beta|`` or ``off`` (docs/gradients.md).
+    - ``hep_schedule`` (``method: hep``): ``parallel`` (every point settles from the free
+      state; all ``N x B`` rows in one batch), ``sequential`` (the points in order around
+      the circle, each settled from the previous point's state, as the paper's code does
+      under noise) or ``auto``: sequential on a chip that is noisy (``describe().extra
+      ["noisy"]``; a chip that does not say is taken as noisy, as every real one is) and can
+      start from the previous point, parallel otherwise. Measured in docs/gradients.md.
+    - ``ramp_points`` (sequential only): points on the real axis between 0 and the first
+      point of the circle, settled before it and left out of the estimate.
+    - ``guard``: a sample whose nudged points did not settle (residual above
+      ``residual_tol``) is ``drop`` ped, kept if its states are finite (``keep_finite``,
+      the paper's code), or its estimate comes from a second settle of the batch with the
+      real pair ``+-|beta|`` (``symmetric``) or the same circle at ``|beta| / 2``
+      (``half_beta``); ``auto``: ``keep_finite`` on a noisy chip (where the residual has a
+      noise floor and dropping biases learning against hard samples), ``drop`` on a
+      noiseless one (where an unsettled point means trouble). A state that is not finite
+      never enters an update.
     """
 
     method: Method = "hep"
@@ -71,6 +99,9 @@ class HepSettings:
     online_steps: int = 10
     fallback_fraction: float = 0.5
     circle_check: CircleReaction = "warn"
+    hep_schedule: HepSchedule = "auto"
+    ramp_points: int = 0
+    guard: Guard = "auto"
 
 
 def hep_settings_fields() -> tuple[str, ...]:

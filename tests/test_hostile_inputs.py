@@ -356,6 +356,7 @@ _BASE = {
     "stability-map": ["toy"],
     "report": ["r.h5", "--out", "d"],
     "bench": [],
+    "drift": ["r.h5"],
 }
 
 

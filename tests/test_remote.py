@@ -8,6 +8,7 @@ twice; timeouts, busy chips, tokens and circuit mismatches give typed errors.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -223,6 +224,30 @@ def test_remote_training_ends_bitwise_equal_to_in_process(digits_server, referen
     with h5py.File(reference_run) as a, h5py.File(out) as b:
         np.testing.assert_array_equal(a["steps/loss"][()], b["steps/loss"][()])
         np.testing.assert_array_equal(a["metrics/test_loss"][()], b["metrics/test_loss"][()])
+
+
+def test_a_noisy_chip_over_tcp_trains_sequential_hep_bitwise_as_in_process(
+    subprocess_env, tmp_path
+):
+    """The ECRAM digits chip is noisy: ``hep_schedule: auto`` is sequential in process and
+    through the server alike (``describe().extra`` crosses the wire), with the same
+    noise stream: the same weights, bit for bit."""
+    args = ["train", "circuits/digits_ecram.yaml", "--epochs", "1", "--max-train", "100"]
+    args += ["--no-progress", "--ramp-points", "1"]
+    ref = tmp_path / "ref.h5"
+    assert main([*args, "--out", str(ref)]) == 0
+    srv = ServerProcess("circuits/digits_ecram.yaml", subprocess_env, tmp_path / "s.log")
+    try:
+        out = tmp_path / "tcp.h5"
+        assert main([*args, "--driver", f"tcp://127.0.0.1:{srv.port}", "--out", str(out)]) == 0
+    finally:
+        srv.stop()
+    a, b = _final_weights(ref), _final_weights(out)
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    with h5py.File(ref) as f:
+        assert json.loads(f.attrs["config"])["hep_schedule"] == "auto"
+        assert f.attrs["extra"] and json.loads(f.attrs["extra"])["noisy"] is True
 
 
 def test_killed_server_stops_the_trainer_and_resume_continues(

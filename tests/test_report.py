@@ -315,3 +315,41 @@ def test_a_record_a_run_is_writing_can_be_read(tmp_path):
         assert read_header(path).kind == "train"
     finally:
         proc.communicate("\n", timeout=30)
+
+
+def test_training_sweep_with_seeds_gives_mean_and_std_per_configuration(tmp_path):
+    rows = []
+    acc = {("hep", "sequential"): 0.96, ("hep", "parallel"): 0.93, ("classic", "–"): 0.89}
+    for i, ((method, sched), a) in enumerate(acc.items()):
+        for seed in (0, 1, 2):
+            rows.append(
+                {
+                    "key": f"k{i}{seed}",
+                    "index": 3 * i + seed,
+                    "kind": "train",
+                    "circuit": "mnist_mlp",
+                    "method": method,
+                    "points": 10 if method == "hep" else 1,
+                    "beta": 0.4,
+                    "hep_schedule": sched if method == "hep" else "auto",
+                    "noise": 0.04,
+                    "seed": seed,
+                    "train_accuracy": a + 0.02,
+                    "test_accuracy": a + 0.01 * (seed - 1),
+                    "dropped_samples": 10 * seed,
+                    "seconds": 100.0,
+                }
+            )
+    meta = {"kind": "train", "sweep_text": "kind: train\n", "sweep_path": "x"}
+    with SweepFile(tmp_path / "t.h5", meta=meta) as f:
+        f.append(rows)
+    rep = report([tmp_path / "t.h5"], tmp_path / "out")
+    reps = rep.tables[f"{tmp_path / 't.h5'}#replicates"]
+    assert [r["n"] for r in reps] == [3, 3, 3]
+    seq = next(r for r in reps if r["hep_schedule"] == "sequential")
+    assert seq["test_accuracy_mean"] == pytest.approx(0.96)
+    assert seq["test_accuracy_std"] == pytest.approx(0.01)
+    assert seq["dropped_samples_mean"] == pytest.approx(10.0)
+    text = rep.markdown.read_text()
+    assert "Mean ± std over seeds" in text and "96.00 ± 1.00" in text
+    assert any(f.name == "t_seeds.png" for f in rep.figures)

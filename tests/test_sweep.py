@@ -102,6 +102,19 @@ def test_expansion_grid_times_list(tmp_path):
     assert len({p.key for p in sweep.points}) == 30
 
 
+def test_exclude_leaves_out_matching_points(tmp_path):
+    text = FIG3C_TOY + "exclude:\n  - {noise: 0.0, beta: 0.05}\n  - {noise: 0.04, method: hep}\n"
+    sweep = load_sweep(_write(tmp_path, text))
+    # 30 points, less 2 (noise 0, beta 0.05: both methods), less 5 (noise 0.04, hep)
+    assert len(sweep.points) == 30 - 2 - 5
+    seen = {(p.spec.neuron.noise_std, p.params.beta, p.params.method) for p in sweep.points}
+    assert (0.0, 0.05, "hep") not in seen and (0.0, 0.1, "hep") in seen
+    assert not any(n == 0.04 and m == "hep" for n, _, m in seen)
+    # the remaining points keep the keys they have without the exclusion
+    full = {p.key for p in load_sweep(_write(tmp_path, FIG3C_TOY, "full.yaml")).points}
+    assert {p.key for p in sweep.points} <= full
+
+
 def test_plan_groups_points_of_one_shape(tmp_path):
     sweep = load_sweep(_write(tmp_path, FIG3C_TOY))
     tasks = plan_tasks(sweep, sweep.points)
@@ -201,6 +214,18 @@ base: {method: hep, points: 4, beta: 0.1, batch: 4, set.crossbars.overrides.W0.d
             "no circuit named 'nosuch'",
         ),
         ("kind: gradcheck\ncircuit: toy\ngrids: {}\n", ":3:", "unknown key 'grids'"),
+        (
+            "kind: gradcheck\ncircuit: toy\nbase: {method: classic, beta: 0.1, batch: 2}\n"
+            "grid:\n  seed: [0, 1]\nexclude:\n  - {seed: 3}\n",
+            ":7:",
+            "matches no point",
+        ),
+        (
+            "kind: gradcheck\ncircuit: toy\nbase: {method: classic, beta: 0.1, batch: 2}\n"
+            "grid:\n  seed: [0, 1]\nexclude:\n  - {sed: 1}\n",
+            ":7:",
+            "did you mean 'seed'",
+        ),
         (
             "kind: gradcheck\ncircuit: toy\nbase: {method: hep, points: 4, beta: 0.1, batch: 2}\n"
             "grid:\n  set.crossbars.default.device: [ideal, nosuchcard]\n",
@@ -356,7 +381,7 @@ def test_scheduler_address(fig3c_toy, tmp_path):
     distributed = pytest.importorskip("distributed")
     sweep, _, serial, _ = fig3c_toy
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         summary = run_sweep(
             sweep,
@@ -508,6 +533,50 @@ grid:
     runs = read_sweep_runs(tmp_path / "t.h5")
     assert set(runs) == set(cols["key"])
     assert all(len(r["steps"]["pulses"]) == 5 for r in runs.values())
+
+
+def test_killed_training_sweep_continues_its_run_and_gives_the_same_rows(tmp_path, monkeypatch):
+    """A training point killed after its first epoch continues from its record
+    (``OUT.runs/KEY.h5``) and ends with the row of an uninterrupted sweep."""
+    from analog_hep.studies import read_sweep_runs
+    from analog_hep.studies.sweeps._runner import runs_folder
+    from analog_hep.studies.training._record import Record
+
+    text = """\
+kind: train
+circuit: digits
+base: {epochs: 2, max_train: 80, batch: 20, eval_batch: 120, noise: 0.02, method: hep,
+       points: 4, hep_schedule: sequential, seed: 3}
+"""
+    sweep = load_sweep(_write(tmp_path, text))
+    quiet = {"workers": 0, "progress": False, "log": lambda _: None}
+    ref = tmp_path / "ref.h5"
+    assert run_sweep(sweep, ref, **quiet).completed == 1
+    assert not any(runs_folder(ref).iterdir())  # a finished run's record is removed
+
+    save = Record.save_checkpoint
+
+    def killed(self, epoch, *args, **kwargs):
+        save(self, epoch, *args, **kwargs)
+        raise KeyboardInterrupt  # the sweep dies after the first epoch's checkpoint
+
+    out = tmp_path / "killed.h5"
+    monkeypatch.setattr(Record, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, out, **quiet)
+    monkeypatch.setattr(Record, "save_checkpoint", save)
+    left = list(runs_folder(out).iterdir())
+    assert [p.name for p in left] == [f"{sweep.points[0].key}.h5"]
+    summary = run_sweep(sweep, out, **quiet)
+    assert summary.completed == 1 and summary.failed == 0
+    a, b = _by_key(read_sweep_rows(ref)[0]), _by_key(read_sweep_rows(out)[0])
+    assert a.keys() == b.keys()
+    for key in a:
+        for col in a[key]:
+            assert str(a[key][col]) == str(b[key][col]), col
+    ra, rb = read_sweep_runs(ref), read_sweep_runs(out)
+    for key in ra:
+        np.testing.assert_array_equal(ra[key]["steps"]["loss"], rb[key]["steps"]["loss"])
 
 
 @pytest.mark.slow

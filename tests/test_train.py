@@ -100,6 +100,26 @@ def test_resume_needs_the_same_options(tmp_path, capsys):
     assert "different options" in capsys.readouterr().err
 
 
+def test_a_record_from_before_the_hep_schedule_resumes_with_the_parallel_schedule(tmp_path, capsys):
+    """A run recorded before ``hep_schedule`` and ``guard`` existed settled its points in
+    parallel and dropped unsettled samples: its record is resumed with those settings, and
+    today's ``auto`` is refused by name."""
+    out = tmp_path / "run.h5"
+    base = ["train", "digits", "--max-train", "100", "--out", str(out), "--no-progress"]
+    assert main([*base, "--epochs", "1", "--hep-schedule", "parallel", "--guard", "drop"]) == 0
+    with h5py.File(out, "a") as f:
+        config = json.loads(f.attrs["config"])
+        for k in ("hep_schedule", "ramp_points", "guard"):
+            del config[k]
+        f.attrs["config"] = json.dumps(config)
+    capsys.readouterr()
+    assert main([*base, "--epochs", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "hep_schedule" in err and "'parallel'" in err and "'auto'" in err
+    old = ["--hep-schedule", "parallel", "--guard", "drop"]
+    assert main([*base, "--epochs", "1", "--resume", *old]) == 0
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     code = main(["train", "digits", "--dataset", f"mnist:{tmp_path}", "--epochs", "1"])
     err = capsys.readouterr().err

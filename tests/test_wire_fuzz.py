@@ -323,7 +323,6 @@ def _send_hostile(address, authenticated: bool, data: bytes) -> None:
             pass
 
 
-
 def _assert_same_chip(before: tuple[dict, dict], after: tuple[dict, dict]) -> None:
     """Weights ``{name: (W, b)}`` and state dicts bitwise equal: the chip was not touched."""
     (before_w, before_s), (after_w, after_s) = before, after
@@ -333,6 +332,7 @@ def _assert_same_chip(before: tuple[dict, dict], after: tuple[dict, dict]) -> No
     assert before_s.keys() == after_s.keys()
     for k in before_s:
         np.testing.assert_array_equal(after_s[k], before_s[k], err_msg=k)
+
 
 def test_hostile_frames_never_crash_the_server_nor_change_the_chip(served):
     srv, client, log = served

@@ -44,6 +44,7 @@ _COMMANDS = (
     "_check",
     "_gradcheck",
     "_train",
+    "_drift",
     "_fit_device",
     "_serve",
     "_conformance",

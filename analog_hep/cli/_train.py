@@ -14,7 +14,15 @@ import sys
 from dataclasses import fields
 from typing import get_args
 
-from .._hep_settings import CircleReaction, HepSettings, LrSchedule, Method, UpdatePath
+from .._hep_settings import (
+    CircleReaction,
+    Guard,
+    HepSchedule,
+    HepSettings,
+    LrSchedule,
+    Method,
+    UpdatePath,
+)
 from ..errors import SpecError
 from ..spec import DEFAULT_TRAINING, Circuit
 from . import _args
@@ -111,6 +119,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=(
             "when the nudge circle probably encloses a singularity (docs/gradients.md) "
             f"({defaults.circle_check})"
+        ),
+    )
+    p.add_argument(
+        "--hep-schedule",
+        choices=get_args(HepSchedule),
+        help=(
+            "hEP points settled all from the free state (parallel) or in turn around the "
+            "circle, each from the previous one (sequential); auto: sequential on a noisy "
+            f"chip (docs/gradients.md) ({defaults.hep_schedule})"
+        ),
+    )
+    p.add_argument(
+        "--ramp-points",
+        type=_args.nonneg_int,
+        help=f"sequential hEP: real points from 0 to the first one ({defaults.ramp_points})",
+    )
+    p.add_argument(
+        "--guard",
+        choices=get_args(Guard),
+        help=(
+            "samples whose nudged points did not settle: drop, keep_finite, or a second "
+            "settle with symmetric or half_beta nudges; auto: keep_finite on a noisy chip, "
+            f"drop on a noiseless one (docs/gradients.md) ({defaults.guard})"
         ),
     )
     p.add_argument("--noise", type=_args.nonneg_float, help="override the neuron noise std")

@@ -3,13 +3,17 @@
 ``fabricate(spec, devices, seed)`` draws a :class:`Chip` (a JAX pytree); ``free_phase`` and
 ``nudge_phases`` settle it (batched, one compile per shape: the nudges ``beta`` are data, their
 structure a static :class:`NudgePlan`); ``ground_truth`` gives the exact gradient at the free
-fixed point. The in-process driver wraps these behind the driver contract.
+fixed point; ``drift_chip`` ages a chip under its cards' drift and ``reference_read`` is the
+read of global drift compensation. The in-process driver wraps these behind the driver
+contract.
 """
 
 from ._chip import Chip as Chip
 from ._chip import ChipConfig as ChipConfig
 from ._chip import Crossbar as Crossbar
 from ._chip import fabricate as fabricate
+from ._drift import drift_chip as drift_chip
+from ._drift import reference_read as reference_read
 from ._driver import EmulatorDriver as EmulatorDriver
 from ._ground_truth import GroundTruth as GroundTruth
 from ._ground_truth import ground_truth as ground_truth

@@ -41,7 +41,9 @@ class StepReport:
     """One training step: free-phase loss (sum over the samples whose loss is finite),
     correct count, ``nonfinite`` samples whose free-phase loss is NaN or inf, samples
     used, samples dropped (unsettled or not finite), whether the N = 2 fallback was used,
-    whether the update was refused, and what the chip applied.
+    whether the update was refused, and what the chip applied; ``rescued`` samples whose
+    points did not settle and whose estimate came from the guard's second settle (counted in
+    ``used``).
 
     Circle diagnostic: ``beta`` the ``|beta|`` of this step; ``circle_ratio`` the batch
     ``rho`` (``NaN`` when not computed: N <= 2, classic, fallback, off, refused);
@@ -63,6 +65,7 @@ class StepReport:
     circle_alarm: bool = False
     circle_flagged: int = 0
     notes: list[str] = field(default_factory=list)
+    rescued: int = 0
 
 
 def _free_terms(
@@ -306,39 +309,60 @@ class Controller:
         """:meth:`step` without the totals."""
         p = self.plan_at(state.beta)
         self.driver.load_inputs(x, y)
-        settled = self.driver.run_schedule(p.schedule)
+        settled = self._run(p.schedule, p)
         y_dev = jnp.asarray(y, jnp.float32)
         b = int(np.shape(x)[0])
-        tol = self.cfg.residual_tol
+        tol = np.float32(self.cfg.residual_tol)
         method = p.method
         # Online points follow a rotating nudge and are never at a fixed point by design
-        # (T_dyn << T_osc keeps them close): only their finiteness is checked.
-        pts_tol = np.inf if method == "online" else tol
+        # (T_dyn << T_osc keeps them close): only their finiteness is checked, as for every
+        # method with the keep_finite guard (the paper's code).
+        loose = method == "online" or p.guard == "keep_finite"
+        pts_tol = np.float32(np.inf) if loose else tol
         loss_sum, correct, nonfinite, free_ok, pts_ok = jax.device_get(
-            _guard(settled, y_dev, np.float32(tol), np.float32(pts_tol), loss=self.desc.loss)
+            _guard(settled, y_dev, tol, pts_tol, loss=self.desc.loss)
         )
         fallback = False
         failing = free_ok & ~pts_ok
         if p.fallback is not None and failing.mean() > self.cfg.fallback_fraction:
             # Complex points that do not settle for many samples usually mean the circle
             # crosses an unstable region of the beta plane: the real pair +-|beta| is safer
-            # (paper Fig. 2b). A few failing samples are dropped instead (below).
+            # (paper Fig. 2b). A few failing samples are dropped or rescued instead (below).
             settled = self.driver.run_schedule(p.fallback)
             _, _, _, free_ok, pts_ok = jax.device_get(
-                _guard(settled, y_dev, np.float32(tol), np.float32(tol), loss=self.desc.loss)
+                _guard(settled, y_dev, tol, tol, loss=self.desc.loss)
             )
             method, fallback = "symmetric", True
         keep = free_ok & pts_ok
-        report = StepReport(
-            float(loss_sum), int(correct), b, int(keep.sum()), int(b - keep.sum()), fallback, False
-        )
+        rescue: tuple[Settled, np.ndarray] | None = None
+        if not fallback and p.rescue is not None and (free_ok & ~pts_ok).any():
+            # The guard's second settle of the batch (the symmetric pair, or the circle at
+            # |beta| / 2): it gives the estimate of the samples whose points did not settle.
+            again = self._run(p.rescue, p)
+            _, _, _, free2, pts2 = jax.device_get(
+                _guard(again, y_dev, tol, tol, loss=self.desc.loss)
+            )
+            saved = free_ok & ~pts_ok & free2 & pts2
+            if saved.any():
+                rescue = (again, saved)
+        rescued = 0 if rescue is None else int(rescue[1].sum())
+        used = int(keep.sum()) + rescued
+        report = StepReport(float(loss_sum), int(correct), b, used, b - used, fallback, False)
         report.beta = state.beta
         report.nonfinite = int(nonfinite)
-        if not keep.any():
+        report.rescued = rescued
+        if used == 0:
             report.refused = True
             return report, state
-        factors, finite, ratio, batch_ratio = self._signal(settled, y_dev, keep, method)
-        finite, ratio, batch_ratio = jax.device_get((finite, ratio, batch_ratio))
+        if keep.any():
+            factors, finite, ratio, batch_ratio = self._signal(settled, y_dev, keep, method)
+            finite, ratio, batch_ratio = jax.device_get((finite, ratio, batch_ratio))
+        else:
+            factors, finite, ratio, batch_ratio = {}, True, np.zeros(b), np.nan
+        if rescue is not None:
+            more, finite2, _, _ = self._signal(rescue[0], y_dev, rescue[1], p.rescue_method)
+            factors = _merge(factors, int(keep.sum()), more, rescued)
+            finite = bool(finite) and bool(jax.device_get(finite2))
         report.circle_ratio = float(batch_ratio)
         if not bool(finite):
             report.refused = True
@@ -365,6 +389,20 @@ class Controller:
             circle_warned=warned,
         )
 
+    def _run(self, schedule: NudgeSchedule, p: Plan) -> Settled:
+        """Settle ``schedule``; the ramp points of a sequential schedule (those before its
+        circle) are left out of what is returned."""
+        settled = self.driver.run_schedule(schedule)
+        ramp = len(schedule.betas) - p.points if schedule.start == "previous" else 0
+        if p.method != "hep" or ramp <= 0:
+            return settled
+        return settled._replace(
+            betas=settled.betas[ramp:],
+            states=tuple(s[ramp:] for s in settled.states),
+            logits=None if settled.logits is None else settled.logits[ramp:],
+            residual=settled.residual[ramp:],
+        )
+
     def evaluate(self, x: Any, y: Any) -> tuple[float, int, int]:
         """Free phase only, on a batch: ``(loss sum over finite samples, correct count,
         samples with a non-finite loss)``; all-zero rows of ``y`` are padding."""
@@ -382,6 +420,22 @@ class Controller:
         """Continue from a checkpoint's arrays; keys an older record lacks keep this
         controller's values (:func:`state_from_arrays`)."""
         self.state = state_from_arrays(state, self.state)
+
+
+def _merge(a: Factors, n_a: int, b: Factors, n_b: int) -> Factors:
+    """Factors of the mean over ``n_a + n_b`` samples from those of two means over ``n_a``
+    and ``n_b`` samples: ``U`` rows weighted by each part's share, rows stacked."""
+    if not a:
+        return b
+    total = n_a + n_b
+    out: Factors = {}
+    for name, (u, v) in a.items():
+        u2, v2 = b[name]
+        out[name] = (
+            jnp.concatenate([u * (n_a / total), u2 * (n_b / total)]),
+            jnp.concatenate([v, v2]),
+        )
+    return out
 
 
 def epochs_to_steps(epochs: int, n_train: int, batch: int) -> int:

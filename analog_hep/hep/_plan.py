@@ -48,9 +48,28 @@ class Plan:
     fallback: NudgeSchedule | None
     use_outer_product: bool
     messages: tuple[str, ...]
+    sequential: bool = False
+    ramp: int = 0
+    guard: str = "drop"
+    """The guard in effect (``auto`` resolved by the chip's noise)."""
+    rescue: NudgeSchedule | None = None
+    """The second settle of the ``symmetric`` and ``half_beta`` guards (``None``: none)."""
+
+    @property
+    def rescue_method(self) -> Method:
+        """The estimator of the rescue settle's points."""
+        return "symmetric" if self.rescue is not None and len(self.rescue.betas) == 2 else "hep"
 
 
-def _schedule(method: Method, points: int, beta: float, cfg: HepConfig) -> NudgeSchedule:
+def _schedule(
+    method: Method, points: int, beta: float, cfg: HepConfig, *, sequential: bool = False
+) -> NudgeSchedule:
+    if method == "hep" and sequential:
+        circle = circle_betas(beta, points)
+        ramp = tuple(
+            complex(circle[0] * j / (cfg.ramp_points + 1)) for j in range(1, cfg.ramp_points + 1)
+        )
+        return NudgeSchedule(betas=ramp + circle, start="previous")
     if method == "classic":
         return NudgeSchedule(betas=(complex(beta),) * points)
     if method == "symmetric":
@@ -83,14 +102,28 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
         method = "hep"
     if method == "hep" and points < 2:
         raise ValueError("hEP needs at least 2 points (use --method classic for N = 1)")
+    sequential = False
+    # A chip that does not say whether it is noisy is taken as noisy, as every real one is.
+    noisy = bool(desc.extra.get("noisy", True))
+    guard = cfg.guard if cfg.guard != "auto" else ("keep_finite" if noisy else "drop")
+    if method == "hep":
+        if cfg.hep_schedule == "sequential" and not caps.previous_start:
+            messages.append(
+                "chip cannot settle from the previous point: the sequential hEP schedule needs "
+                "it; settling every point from the free state instead"
+            )
+        sequential = caps.previous_start and (
+            cfg.hep_schedule == "sequential" or (cfg.hep_schedule == "auto" and noisy)
+        )
     if caps.beta_max is not None and cfg.beta > caps.beta_max:
         raise UnsupportedCapability(
             f"|beta| = {cfg.beta} exceeds what the chip can apply ({caps.beta_max})"
         )
-    sched = _schedule(method, points, cfg.beta, cfg)
+    sched = _schedule(method, points, cfg.beta, cfg, sequential=sequential)
     fallback = None
     if method in ("hep", "online") and points > 2:
         fallback = _schedule("symmetric", 2, cfg.beta, cfg)
+    ramp = cfg.ramp_points if sequential else 0
     plain_sgd = cfg.momentum == 0.0
     if cfg.update == "outer_product":
         if not caps.outer_product_update:
@@ -111,10 +144,37 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
             raise UnsupportedCapability(
                 "the chip can neither apply outer products nor program deltas"
             )
-    return Plan(method, points, sched, fallback, outer, tuple(messages))
+    return Plan(
+        method,
+        points,
+        sched,
+        fallback,
+        outer,
+        tuple(messages),
+        sequential=sequential,
+        ramp=ramp,
+        guard=guard,
+        rescue=_rescue(method, points, cfg.beta, cfg, sequential, guard),
+    )
+
+
+def _rescue(
+    method: Method, points: int, beta: float, cfg: HepConfig, sequential: bool, guard: str
+) -> NudgeSchedule | None:
+    """The guard's second settle for samples whose points did not settle (hEP only)."""
+    if method != "hep" or guard not in ("symmetric", "half_beta"):
+        return None
+    if guard == "symmetric":
+        return _schedule("symmetric", 2, beta, cfg)
+    return _schedule("hep", points, beta / 2, cfg, sequential=sequential)
 
 
 def with_beta(p: Plan, cfg: HepConfig, beta: float) -> Plan:
     """The same plan on a circle of radius ``beta`` (the shrink reaction)."""
     fallback = None if p.fallback is None else _schedule("symmetric", 2, beta, cfg)
-    return replace(p, schedule=_schedule(p.method, p.points, beta, cfg), fallback=fallback)
+    return replace(
+        p,
+        schedule=_schedule(p.method, p.points, beta, cfg, sequential=p.sequential),
+        fallback=fallback,
+        rescue=_rescue(p.method, p.points, beta, cfg, p.sequential, p.guard),
+    )

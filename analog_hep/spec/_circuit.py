@@ -16,6 +16,8 @@ from pydantic import AfterValidator, Field, model_validator
 from .._hep_settings import (
     OPTIMIZER_FIELDS,
     CircleReaction,
+    Guard,
+    HepSchedule,
     HepSettings,
     LrSchedule,
     Method,
@@ -314,6 +316,9 @@ class TrainingSpec(SpecModel):
     update: UpdatePath = _HEP.update
     fallback_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = _HEP.fallback_fraction
     circle_check: CircleReaction = _HEP.circle_check
+    hep_schedule: HepSchedule = _HEP.hep_schedule
+    ramp_points: Annotated[int, Field(ge=0, le=64)] = _HEP.ramp_points
+    guard: Guard = _HEP.guard
 
     def hep_settings(self) -> HepSettings:
         """The section's hEP settings (the optimizer's flattened in)."""

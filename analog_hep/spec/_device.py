@@ -43,6 +43,7 @@ __all__ = [
     "SourceSpec",
 ]
 
+
 class SourceSpec(SpecModel):
     """Where the card's numbers come from."""
 

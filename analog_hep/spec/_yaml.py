@@ -414,8 +414,7 @@ def decode_text(raw: bytes, file: str | Path, *, expected: str) -> str:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise SpecError(
-            f"{file}:{line}: not a UTF-8 text file ({err.reason} at byte {err.start}); "
-            f"{expected}"
+            f"{file}:{line}: not a UTF-8 text file ({err.reason} at byte {err.start}); {expected}"
         ) from None
 
 

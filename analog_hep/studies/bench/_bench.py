@@ -38,6 +38,7 @@ class BenchCase:
     batch: int
     noise: float
     points: int
+    schedule: str
     free_steps: int
     nudge_steps: int
     width: int
@@ -105,7 +106,13 @@ def matmul_rate(rows: int, n: int, steps: int, *, repeats: int = 3) -> float:
 
 
 def _controller(
-    circuit: Circuit, *, points: int, beta: float, seed: int, unroll: int | None = None
+    circuit: Circuit,
+    *,
+    points: int,
+    beta: float,
+    seed: int,
+    unroll: int | None = None,
+    schedule: str = "parallel",
 ) -> Controller:
     drv = EmulatorDriver(
         circuit, seed=seed, options={} if unroll is None else {"unroll": str(unroll)}
@@ -120,6 +127,7 @@ def _controller(
         total_steps=1000,
         residual_tol=float("inf"),
         update="auto",
+        hep_schedule=schedule,  # type: ignore[arg-type]
     )
     return Controller(drv, cfg)
 
@@ -133,11 +141,15 @@ def bench_case(
     beta: float,
     repeats: int,
     unroll: int | None = None,
+    schedule: str = "parallel",
 ) -> BenchCase:
-    """Time a full training step of ``circuit`` (see the module docstring)."""
+    """Time a full training step of ``circuit`` (see the module docstring). ``schedule``:
+    the hEP points settled in parallel from the free state (``K B`` rows per settle step)
+    or in sequence (``B`` rows per step, ``K`` times the steps): the same FLOP, other
+    shapes."""
     spec = with_overrides(circuit.spec, noise=noise)
     circuit = dataclasses.replace(circuit, spec=spec)
-    ctrl = _controller(circuit, points=points, beta=beta, seed=0, unroll=unroll)
+    ctrl = _controller(circuit, points=points, beta=beta, seed=0, unroll=unroll, schedule=schedule)
     rng = np.random.default_rng(0)
     x = rng.random((batch, spec.layers[0]), np.float32)
     y = np.eye(spec.readout.classes, dtype=np.float32)[rng.integers(0, spec.readout.classes, batch)]
@@ -150,18 +162,20 @@ def bench_case(
         ctrl.train_step(x, y)
         times.append(time.perf_counter() - t)
     step = float(np.median(times))
-    noisy = noise > 0
+    sequential = ctrl.plan.sequential
+    noisy = noise > 0 or sequential  # a sequential schedule settles every point
     flop = settle_flop(circuit, batch=batch, points=points, noisy=noisy)
     free, nudge = spec.dynamics.steps
     width = spec.layers[-1]
-    rows = _part_rows(points, noisy) * batch
-    peak = matmul_rate(rows, width, nudge)
+    rows = 2 * batch if sequential else _part_rows(points, noisy) * batch
+    peak = matmul_rate(rows, width, nudge * (points if sequential else 1))
     rate = flop / step / 1e9
     return BenchCase(
         circuit=spec.name,
         batch=batch,
         noise=noise,
         points=points,
+        schedule="sequential" if sequential else "parallel",
         free_steps=free,
         nudge_steps=nudge,
         width=width,
@@ -191,7 +205,8 @@ def run_bench(
     unroll: int | None = None,
     result: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04; toy and digits;
+    """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04 (hEP points in
+    parallel) and noise 0.04 with the points in sequence; toy and digits;
     and scaling over batch, width and N (noise 0.04, so every point is settled).
     ``table1_only`` stops after the Table 1 cases; ``unroll`` is the emulator's option.
     ``result`` (optional) is filled as cases finish, so a caller stopped half-way still has
@@ -216,6 +231,22 @@ def run_bench(
                 beta=0.4,
                 repeats=repeats,
                 unroll=unroll,
+            ),
+            "cases",
+        )
+    # The same noisy steps with the points settled in sequence (the default on noisy chips):
+    # the cost of not batching the points as rows.
+    for batch in (20,) if quick else (20, 128):
+        done(
+            bench_case(
+                table1,
+                batch=batch,
+                noise=0.04,
+                points=10,
+                beta=0.4,
+                repeats=repeats,
+                unroll=unroll,
+                schedule="sequential",
             ),
             "cases",
         )
@@ -249,7 +280,8 @@ def run_bench(
 
 
 BENCH_HEADER = (
-    f"{'circuit':<10} {'batch':>5} {'noise':>5} {'N':>3} {'T1':>4} {'T2':>4} {'width':>5} "
+    f"{'circuit':<10} {'batch':>5} {'noise':>5} {'N':>3} {'sched':>5} {'T1':>4} {'T2':>4} "
+    f"{'width':>5} "
     f"{'samples/s':>10} {'step ms':>8} {'compile s':>9} {'GFLOP/step':>10} {'GFLOP/s':>8} "
     f"{'peak GFLOP/s':>12} {'of peak':>7}"
 )
@@ -257,8 +289,9 @@ BENCH_HEADER = (
 
 def _row(c: BenchCase) -> str:
     return (
-        f"{c.circuit:<10} {c.batch:>5} {c.noise:>5g} {c.points:>3} {c.free_steps:>4} "
-        f"{c.nudge_steps:>4} {c.width:>5} {c.samples_per_s:>10.1f} {c.step_ms:>8.1f} "
+        f"{c.circuit:<10} {c.batch:>5} {c.noise:>5g} {c.points:>3} {c.schedule[:5]:>5} "
+        f"{c.free_steps:>4} {c.nudge_steps:>4} {c.width:>5} {c.samples_per_s:>10.1f} "
+        f"{c.step_ms:>8.1f} "
         f"{c.compile_s:>9.1f} {c.settle_gflop_per_step:>10.3f} {c.settle_gflops:>8.1f} "
         f"{c.matmul_peak_gflops:>12.1f} {c.fraction_of_peak:>7.2f}"
     )

@@ -10,7 +10,8 @@
   their mean, bands their range. Tables: the best cosine of every series and the |beta|
   where it is reached.
 - a training sweep (kind ``train``): final accuracies, test accuracy per epoch of every
-  point, pulses per step.
+  point, pulses per step; with several seeds, mean ± std per configuration (table and bar
+  chart: the Table 1 study).
 - a run record (``analog-hep-run/1``): loss and accuracy per epoch, loss and pulses per
   step, conductance histograms of every crossbar at the first and last checkpoint, and the
   chip's ``describe().extra`` (calibration) as recorded, with what changed per checkpoint.
@@ -47,12 +48,15 @@ from ._report_plots import (
     _plot_best_by_condition,
     _plot_conductances,
     _plot_curves,
+    _plot_replicates,
     _plot_steps,
     _plot_vs_beta,
     _plot_vs_n,
 )
 from ._report_tables import (
+    _REPLICATES,
     _TRAIN_COLUMNS,
+    _TRAIN_PARAMS,
     _best_rows,
     _combos,
     _cond_title,
@@ -60,6 +64,8 @@ from ._report_tables import (
     _fmt,
     _hep_vs_classic,
     _md_table,
+    _pm,
+    _replicate_rows,
     _slug,
     _varying,
 )
@@ -193,8 +199,7 @@ def _train_sweep(sweep: SweepData, out_dir: Path, rep: Report, md: list[str]) ->
     if n == 0:
         md.append("No finished points.\n")
         return
-    params = ["method", "points", "beta", "batch", "epochs", "lr", "noise", "devices", "seed"]
-    params += sorted(k for k in cols if k.startswith("set."))
+    params = list(_TRAIN_PARAMS) + sorted(k for k in cols if k.startswith("set."))
     varying = _varying(cols, params)
     labels = {
         str(cols["key"][i]): ", ".join(f"{p}={_fmt(cols[p][i])}" for p in varying) or "run"
@@ -214,6 +219,28 @@ def _train_sweep(sweep: SweepData, out_dir: Path, rep: Report, md: list[str]) ->
     if f:
         rep.figures.append(f)
         md.append(f"![{f.stem}]({f.name})\n")
+    if any(r in varying for r in _REPLICATES):
+        reps = _replicate_rows(cols, varying)
+        conf = [c.removeprefix("set.") for c in varying if c not in _REPLICATES]
+        md.append("### Mean ± std over seeds (accuracies in %)\n")
+        shown_rows = [
+            {c: r[c] for c in conf}
+            | {
+                "n": r["n"],
+                "train accuracy": _pm(r, "train_accuracy", 100),
+                "test accuracy": _pm(r, "test_accuracy", 100),
+                "dropped samples": _pm(r, "dropped_samples", 1, 0),
+                "seconds": _pm(r, "seconds", 1, 0),
+            }
+            for r in reps
+        ]
+        cols_shown = [*conf, "n", "train accuracy", "test accuracy", "dropped samples", "seconds"]
+        md.append(_md_table(shown_rows, cols_shown) + "\n")
+        rep.tables[f"{path}#replicates"] = reps
+        f = _plot_replicates(reps, conf, out_dir / f"{_slug(path.stem)}_seeds.png")
+        if f:
+            rep.figures.append(f)
+            md.append(f"![{f.stem}]({f.name})\n")
 
 
 def _extras(run: RunData) -> dict[str, Any]:

@@ -272,6 +272,40 @@ def _plot_curves(
     return out
 
 
+def _plot_replicates(reps: list[dict[str, Any]], conf: list[str], out: Path) -> Path | None:
+    """Test accuracy (bars: mean over seeds, error bars: std) and train accuracy (dots) of
+    every configuration; one panel per neuron-noise level when the noise varies."""
+    if not reps:
+        return None
+    plt = _plt()
+    by_noise = "noise" in conf
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for r in reps:
+        panels.setdefault(str(r["noise"]) if by_noise else "", []).append(r)
+    names = [c for c in conf if c != "noise"]
+    width = max(4.0, 0.55 * max(len(v) for v in panels.values()) + 1.5)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width * len(panels), 4.6), squeeze=False, sharey=True
+    )
+    for ax, (noise, rows) in zip(axes[0], panels.items(), strict=True):
+        x = np.arange(len(rows))
+        mean = np.array([100 * r.get("test_accuracy_mean", np.nan) for r in rows])
+        std = np.nan_to_num(np.array([100 * r.get("test_accuracy_std", np.nan) for r in rows]))
+        ax.bar(x, mean, yerr=std, color="tab:orange", alpha=0.8, capsize=3, label="test")
+        train = [100 * r.get("train_accuracy_mean", np.nan) for r in rows]
+        ax.plot(x, train, "k.", label="train")
+        labels = [", ".join(str(r[c]) for c in names if r.get(c) not in ("–", None)) for r in rows]
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel="accuracy (%)", title=f"noise {noise}" if by_noise else "")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("final accuracy, mean ± std over seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def _crossbars(driver: dict[str, np.ndarray]) -> list[str]:
     """The crossbars of a checkpoint's driver part: the groups its keys are in."""
     return sorted({k.split("/", 1)[0] for k in driver if "/" in k})

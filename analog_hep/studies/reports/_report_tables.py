@@ -31,9 +31,60 @@ _TRAIN_COLUMNS = (
     "test_accuracy",
     "test_loss",
     "dropped_updates",
+    "dropped_samples",
     "pulses_total",
     "seconds",
 )
+
+# Settings of a training sweep's points that name a configuration (seeds are replicates).
+_TRAIN_PARAMS = (
+    "method",
+    "points",
+    "beta",
+    "hep_schedule",
+    "guard",
+    "online_periods",
+    "online_steps",
+    "batch",
+    "epochs",
+    "lr",
+    "noise",
+    "devices",
+    "seed",
+)
+# Columns averaged over replicates in the training sweep's second table.
+_REPLICATE_COLUMNS = ("train_accuracy", "test_accuracy", "dropped_samples", "seconds")
+
+
+def _replicate_rows(cols: dict[str, np.ndarray], varying: Sequence[str]) -> list[dict]:
+    """One row per configuration (the ``varying`` settings other than seeds): the number of
+    seeds ``n``, then ``<col>_mean`` and ``<col>_std`` (sample std, ``ddof = 1``; NaN for
+    one seed) of :data:`_REPLICATE_COLUMNS`, in the order configurations first appear."""
+    conf = [v for v in varying if v not in _REPLICATES]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(cols["key"])):
+        groups.setdefault(tuple(_fmt(cols[c][i]) for c in conf), []).append(i)
+    rows = []
+    for label, idx in groups.items():
+        row: dict[str, Any] = {c.removeprefix("set."): v for c, v in zip(conf, label, strict=True)}
+        row["n"] = len(idx)
+        for c in _REPLICATE_COLUMNS:
+            if c not in cols:
+                continue
+            x = np.asarray(cols[c][idx], float)
+            row[f"{c}_mean"] = float(np.mean(x))
+            row[f"{c}_std"] = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
+        rows.append(row)
+    return rows
+
+
+def _pm(row: dict[str, Any], col: str, scale: float = 1.0, digits: int = 2) -> str:
+    """``mean +- std`` of ``col`` in a replicate row (``scale`` 100: percent)."""
+    mean, std = row.get(f"{col}_mean", math.nan), row.get(f"{col}_std", math.nan)
+    if math.isnan(mean):
+        return "–"
+    text = f"{mean * scale:.{digits}f}"
+    return text if math.isnan(std) else f"{text} ± {std * scale:.{digits}f}"
 
 
 def _slug(text: str) -> str:

@@ -94,7 +94,7 @@ def _dask(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never a clash with another cluster
         )
         client = Client(cluster)
     try:
@@ -143,6 +143,14 @@ def _workers(requested: int | None, n_tasks: int, scheduler: str | None) -> int:
     return n if n >= 2 else 0
 
 
+def runs_folder(out: str | Path) -> Path:
+    """Where a training sweep keeps the records of its unfinished runs: ``OUT.runs/``
+    beside the sweep file (a finished run's record is removed once its row and tables are
+    in the sweep file)."""
+    out = Path(out).resolve()
+    return out.with_name(out.name + ".runs")
+
+
 def run_sweep(
     sweep: Sweep | str | Path,
     out: str | Path,
@@ -189,6 +197,9 @@ def run_sweep(
         if skipped:
             log(f"{out}: {skipped} of {len(sweep.points)} points finished already; skipping them")
         tasks = plan_tasks(sweep, todo)
+        if sweep.spec.kind == "train":
+            runs = runs_folder(out)
+            tasks = [dataclasses.replace(t, runs_dir=str(runs)) for t in tasks]
         n_workers = _workers(workers, len(tasks), scheduler)
         if n_workers != 0 and not _have_dask():
             if workers is not None or scheduler is not None:

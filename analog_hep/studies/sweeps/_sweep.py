@@ -7,6 +7,7 @@ point is reported in the task's :class:`~._tasks.TaskResult` and gets no row.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -20,6 +21,7 @@ import jax
 import numpy as np
 
 from ...emulator import Chip
+from ...errors import SpecError
 from ..gradients._gradcheck import _rel, cosine, gradcheck
 from ._sweep_spec import GradcheckPoint, Point, TrainPoint
 from ._tasks import Task, TaskResult, point_chip, point_inputs
@@ -201,20 +203,50 @@ def _run_single_gradcheck(point: Point, result: TaskResult) -> None:
     result.rows.append(row)
 
 
-def _run_train(point: Point, result: TaskResult) -> None:
+def _train_recorded(
+    circuit: Any, opts: Any, out: Path
+) -> tuple[Any, dict[str, dict[str, np.ndarray]]]:
+    """Train into the record ``out`` (continued when a killed sweep left it); its result
+    and its metrics and step tables."""
     from ..training._record import Record
-    from ..training._train import TrainOptions, train
+    from ..training._train import train
+
+    def run(resume: bool) -> Any:
+        return train(circuit, opts, out=out, resume=resume, progress=False, log=lambda _: None)
+
+    try:
+        res = run(out.exists())
+    except SpecError:
+        if not out.exists():
+            raise
+        # A record this run cannot continue (written by other code, or cut mid-creation):
+        # the run starts over rather than failing the point.
+        out.unlink()
+        res = run(False)
+    with Record(out, "r") as rec:
+        return res, {"metrics": rec.table("metrics"), "steps": rec.table("steps")}
+
+
+def _run_train(point: Point, result: TaskResult, runs_dir: str | None = None) -> None:
+    from ..training._train import TrainOptions
 
     p = point.params
     assert isinstance(p, TrainPoint)
     circuit = point.circuit()
     given = {k: v for k, v in p.model_dump().items() if v is not None and k != "noise"}
     opts = TrainOptions.from_circuit(circuit, **given)
-    with tempfile.TemporaryDirectory(prefix="analog-hep-sweep-") as tmp:
-        out = Path(tmp) / "run.h5"
-        res = train(circuit, opts, out=out, progress=False, log=lambda _: None)
-        with Record(out, "r") as rec:
-            tables = {"metrics": rec.table("metrics"), "steps": rec.table("steps")}
+    folder: Path | None = None
+    if runs_dir is not None:
+        with contextlib.suppress(OSError):  # a worker that cannot write there uses a temp dir
+            Path(runs_dir).mkdir(parents=True, exist_ok=True)
+            folder = Path(runs_dir)
+    if folder is not None:
+        out = folder / f"{point.key}.h5"
+        res, tables = _train_recorded(circuit, opts, out)
+        out.unlink()  # its row and tables go to the sweep file with this task's result
+    else:
+        with tempfile.TemporaryDirectory(prefix="analog-hep-sweep-") as tmp:
+            res, tables = _train_recorded(circuit, opts, Path(tmp) / "run.h5")
     steps = tables["steps"]
     row = point.columns()
     row |= {k: v for k, v in dataclasses.asdict(opts).items() if v is not None}
@@ -257,7 +289,7 @@ def run_task(task: Task, threads: int = 1) -> TaskResult:
             for point in task.points:
                 try:
                     if point.kind == "train":
-                        _run_train(point, result)
+                        _run_train(point, result, task.runs_dir)
                     else:
                         _run_single_gradcheck(point, result)
                 except Exception as err:

@@ -155,12 +155,16 @@ def _grid_values(spec: SweepSpec, key: str) -> list[Any]:
     return list(available_devices()) if values == "*" else list(values)
 
 
-def _expand(spec: SweepSpec) -> list[tuple[dict[str, Any], dict[str, KeyPath]]]:
-    """Merged raw parameters of every point and, per key, the YAML path it came from."""
+def _expand(
+    spec: SweepSpec,
+) -> tuple[list[tuple[dict[str, Any], dict[str, KeyPath]]], list[int]]:
+    """Merged raw parameters of every point and, per key, the YAML path it came from; and
+    the ``exclude`` entries that matched no point."""
     keys = list(spec.grid)
     combos = itertools.product(*(_grid_values(spec, k) for k in keys)) if keys else [()]
     items = spec.items or [{}]
     out = []
+    matched = [False] * len(spec.exclude)
     for combo in combos:
         for i, item in enumerate(items):
             merged: dict[str, Any] = dict(spec.base)
@@ -171,8 +175,16 @@ def _expand(spec: SweepSpec) -> list[tuple[dict[str, Any], dict[str, KeyPath]]]:
             for k, v in item.items():
                 merged[k] = v
                 src[k] = ("list", i, k)
-            out.append((merged, src))
-    return out
+            hits = [
+                j
+                for j, ex in enumerate(spec.exclude)
+                if all(k in merged and _canon(merged[k]) == _canon(v) for k, v in ex.items())
+            ]
+            for j in hits:
+                matched[j] = True
+            if not hits:
+                out.append((merged, src))
+    return out, [j for j, hit in enumerate(matched) if not hit]
 
 
 def _resolve_circuit(ref: str, search_dir: Path) -> Circuit:
@@ -194,7 +206,14 @@ def _build(doc_data: Any, lines: Mapping[KeyPath, int], path: str, text: str) ->
     cards: dict[str, tuple[DeviceCard, str]] = {}
     built: dict[str, tuple[CircuitSpec, dict[str, DeviceCard], dict[str, str], str]] = {}
     seen: dict[str, int] = {}
-    for index, (merged, src) in enumerate(_expand(spec)):
+    expanded, unmatched = _expand(spec)
+    for j in unmatched:
+        loc: KeyPath = ("exclude", j)
+        raise SpecError(
+            f"{path}:{line_of(lines, loc)}: {format_path(loc)}: matches no point of the sweep "
+            f"({spec.exclude[j]}): check its keys and values"
+        )
+    for index, (merged, src) in enumerate(expanded):
         where = {k: f"{path}:{line_of(lines, p)}: {format_path(p)}" for k, p in src.items()}
         sets = tuple(sorted((k[4:], v) for k, v in merged.items() if k.startswith("set.")))
         raw = {k: v for k, v in merged.items() if not k.startswith("set.")}

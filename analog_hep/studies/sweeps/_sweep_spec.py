@@ -7,11 +7,14 @@ A sweep file is YAML (see ``docs/studies.md``)::
     base:   {method: hep, points: 8, beta: 0.1, batch: 10, seed: 0}
     grid:   {noise: [0.0, 0.01], beta: [0.05, 0.1, 0.2]}          # cartesian product
     list:   [{method: hep, points: 15}, {method: classic, points: 8}]  # zipped items
+    exclude: [{noise: 0.0, beta: 0.2}]  # points matching every key of an entry are left out
     max_group: 64              # points per vectorised (vmapped) call, at most
     vectorise: true            # false: one plain gradcheck per point (the reference path)
 
 Every point is ``base``, updated by one combination of ``grid``, updated by one item of
-``list`` (grid x list: each item is combined with every grid combination). Keys are either
+``list`` (grid x list: each item is combined with every grid combination), less the points
+that match every key of an ``exclude`` entry (as in a CI matrix; an entry that matches no
+point is an error, so a typo cannot pass silently). Keys are either
 *point parameters* (``method``, ``beta``, ``noise``, ...; see :data:`GRADCHECK_PARAMS` and
 :data:`TRAIN_PARAMS`) or ``set.<path>``: a field of the circuit, e.g.
 ``set.neuron.gain_mismatch_rel``, ``set.crossbars.default.device``, ``set.seed`` (the chip's
@@ -133,6 +136,9 @@ class TrainPoint(SpecModel):
     update: Literal["auto", "outer_product", "program"] | None = None
     online_periods: PosInt | None = None
     online_steps: PosInt | None = None
+    hep_schedule: Literal["auto", "parallel", "sequential"] | None = None
+    ramp_points: Annotated[int, Field(ge=0, le=64)] | None = None
+    guard: Literal["auto", "drop", "keep_finite", "symmetric", "half_beta"] | None = None
     seed: Seed | None = None
     dataset: str | None = None
     max_train: PosInt | None = None
@@ -155,6 +161,7 @@ class SweepSpec(SpecModel):
         default_factory=dict
     )
     items: list[dict[str, Scalar]] = Field(default_factory=list, alias="list")
+    exclude: list[Annotated[dict[str, Scalar], Field(min_length=1)]] = Field(default_factory=list)
     max_group: PosInt = Field(default=64, description="points per vectorised call, at most")
     vectorise: bool = True
 
@@ -164,6 +171,7 @@ class SweepSpec(SpecModel):
         places: list[tuple[KeyPath, str]] = [(("base", k), k) for k in self.base]
         places += [(("grid", k), k) for k in self.grid]
         places += [(("list", i, k), k) for i, item in enumerate(self.items) for k in item]
+        places += [(("exclude", i, k), k) for i, item in enumerate(self.exclude) for k in item]
         for loc, key in places:
             if key.startswith("set."):
                 if len(key) == 4 or any(not p for p in key[4:].split(".")):

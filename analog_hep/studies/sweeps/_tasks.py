@@ -50,6 +50,9 @@ class Task:
     parts: int = 1
     """Vectorised tasks: slices the program runs on (``size`` is a multiple), so that a
     process can run slices on several CPU cores at once."""
+    runs_dir: str | None = None
+    """Training points: the folder of their run records (``KEY.h5``, checkpointed every
+    epoch), so that a killed sweep continues an unfinished run from its last epoch."""
 
 
 @dataclass

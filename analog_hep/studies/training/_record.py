@@ -297,7 +297,8 @@ class Record:
             if lo:
                 raise SpecError(f"{self.path}: group {group!r} is missing but {where}; {_RECOVER}")
             return
-        for k, d in self._group(group).items():
+        # "epoch" first: the column that says most when a count is off
+        for k, d in sorted(self._group(group).items(), key=lambda kv: kv[0] != "epoch"):
             n = d.shape[0] if isinstance(d, h5py.Dataset) and d.ndim == 1 else None
             if n is None or not lo <= n <= hi:
                 raise SpecError(

@@ -9,7 +9,7 @@ import json
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from ..._hep_settings import HepSettings
+from ..._hep_settings import LEGACY_DEFAULTS, HepSettings
 from ...drivers import Driver
 from ...errors import SpecError
 from ...hep import Controller
@@ -41,9 +41,10 @@ def _reopen(
         saved["driver"] = _driver_kind(str(saved.get("driver", "")))
         now["driver"] = _driver_kind(now["driver"])
         # Options added after a record was written (e.g. circle_check) ran at their defaults.
+        # Those whose old behaviour is not today's default ran at their legacy value.
         for f in fields(opts):
             if f.name not in saved and f.default is not MISSING:
-                saved[f.name] = f.default
+                saved[f.name] = LEGACY_DEFAULTS.get(f.name, f.default)
         if saved != now:
             diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
             raise SpecError(f"{out}: --resume with different options than the record's: {diff}")

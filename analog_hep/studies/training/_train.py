@@ -167,6 +167,7 @@ def _step_row(rep: StepReport) -> dict[str, float | int]:
         "nonfinite": rep.nonfinite,
         "used": rep.used,
         "dropped": rep.dropped,
+        "rescued": rep.rescued,
         "fallback": int(rep.fallback),
         "refused": int(rep.refused),
         "pulses": sum(u.pulses for u in rep.updates),
@@ -205,6 +206,7 @@ def _epochs(
         rows: list[dict[str, float | int]] = []
         loss_sum = correct = seen = 0.0
         nonfinite = 0  # samples of the epoch whose free-phase loss is NaN or inf
+        dropped = 0  # samples of the epoch the guard left out of the updates
         bar = None
         if progress:
             from tqdm import tqdm
@@ -213,6 +215,7 @@ def _epochs(
         for xb, yb in batches:
             rep = ctrl.train_step(xb, ds.one_hot(yb))
             nonfinite += rep.nonfinite
+            dropped += rep.dropped
             loss_sum += rep.loss_sum
             correct += rep.correct
             seen += rep.batch
@@ -234,6 +237,7 @@ def _epochs(
             "test_loss": test_loss,
             "test_accuracy": test_acc,
             "test_nonfinite": test_nonfinite,
+            "dropped": dropped,
             "seconds": time.perf_counter() - t_epoch,
         }
         for k, v in row.items():
@@ -251,7 +255,7 @@ def _epochs(
         log(
             f"epoch {epoch + 1}/{opts.epochs}: train "
             f"{loss_text(row['train_loss'], nonfinite, int(seen))} acc "
-            f"{row['train_accuracy']:.4f} | test "
+            f"{row['train_accuracy']:.4f} dropped {dropped} | test "
             f"{loss_text(test_loss, test_nonfinite, ds.n_test)} acc {test_acc:.4f} | "
             f"{row['seconds']:.1f} s"
         )
