@@ -39,7 +39,7 @@ CircleReaction = Literal["warn", "shrink", "off"]
 HepSchedule = Literal["auto", "parallel", "sequential"]
 """How the hEP points are settled: all from the free state at once, or one after the other
 around the circle, each from the previous point's state; ``auto`` chooses by the chip."""
-Guard = Literal["auto", "drop", "keep_finite", "symmetric", "half_beta"]
+Guard = Literal["drop", "keep_finite", "symmetric", "half_beta"]
 """What happens to a sample whose nudged points did not settle (docs/gradients.md)."""
 
 LEGACY_DEFAULTS: dict[str, object] = {"hep_schedule": "parallel", "guard": "drop"}
@@ -81,10 +81,9 @@ class HepSettings:
       ``residual_tol``) is ``drop`` ped, kept if its states are finite (``keep_finite``,
       the paper's code), or its estimate comes from a second settle of the batch with the
       real pair ``+-|beta|`` (``symmetric``) or the same circle at ``|beta| / 2``
-      (``half_beta``); ``auto``: ``keep_finite`` on a noisy chip (where the residual has a
-      noise floor and dropping biases learning against hard samples), ``drop`` on a
-      noiseless one (where an unsettled point means trouble). A state that is not finite
-      never enters an update.
+      (``half_beta``). ``keep_finite`` is the default: dropping biases learning against the
+      hard samples, on noisy and noiseless chips alike (docs/gradients.md). A state that is
+      not finite never enters an update.
     """
 
     method: Method = "hep"
@@ -101,7 +100,7 @@ class HepSettings:
     circle_check: CircleReaction = "warn"
     hep_schedule: HepSchedule = "auto"
     ramp_points: int = 0
-    guard: Guard = "auto"
+    guard: Guard = "keep_finite"
 
 
 def hep_settings_fields() -> tuple[str, ...]:

@@ -144,8 +144,11 @@ class Unsettling(EmulatorDriver):
 
 
 def test_guard_falls_back_to_n2_and_drops_nan_samples(toy):
+    """The drop guard: unsettled (finite) complex points count as failing, and a batch
+    where most fail is redone with +-|beta|. (keep_finite keeps them:
+    tests/test_hep_schedules.py.)"""
     drv = Unsettling(toy, seed=0)
-    ctrl = Controller(drv, _cfg(points=6, beta=0.2))
+    ctrl = Controller(drv, _cfg(points=6, beta=0.2, guard="drop"))
     x, y = random_batch(6, 4, 4, key=jax.random.PRNGKey(3))
     before = drv.read_weights()
     rep = ctrl.train_step(x, y)
@@ -189,7 +192,7 @@ class OneSampleUnsettled(EmulatorDriver):
 
 def test_a_few_unsettled_samples_are_dropped_without_fallback(toy):
     drv = OneSampleUnsettled(toy, seed=0)
-    ctrl = Controller(drv, _cfg(points=6, beta=0.2))
+    ctrl = Controller(drv, _cfg(points=6, beta=0.2, guard="drop"))
     rep = ctrl.train_step(*random_batch(6, 4, 4, key=jax.random.PRNGKey(5)))
     assert not rep.fallback and rep.dropped == 1 and rep.used == 3 and not rep.refused
 
@@ -279,7 +282,7 @@ def test_the_state_is_one_value_a_step_returns_the_next(toy):
     """``step`` leaves the state it is given as it was and returns the next one; the
     run's totals are in it; a checkpoint round trip gives the same value."""
     drv = Unsettling(toy, seed=0)
-    ctrl = Controller(drv, _cfg(points=6, beta=0.2, momentum=0.9))
+    ctrl = Controller(drv, _cfg(points=6, beta=0.2, momentum=0.9, guard="drop"))
     x, y = random_batch(6, 4, 4, key=jax.random.PRNGKey(3))
     s0 = ctrl.state
     assert isinstance(s0, ControllerState) and s0.step_count == 0 and s0.beta == 0.2

@@ -68,11 +68,10 @@ def test_auto_is_sequential_on_a_noisy_chip_and_parallel_without_noise(toy):
     assert not sym.plan.sequential and sym.plan.schedule.start == "free"
 
 
-def test_auto_guard_keeps_finite_samples_on_a_noisy_chip_and_drops_without_noise(toy):
-    assert Controller(EmulatorDriver(toy, seed=0), hep_config()).plan.guard == "drop"
-    noisy = Controller(EmulatorDriver(_noisy(toy), seed=0), hep_config())
-    assert noisy.plan.guard == "keep_finite" and noisy.plan.rescue is None
-    assert Controller(Silent(toy, seed=0), hep_config()).plan.guard == "keep_finite"
+def test_the_default_guard_keeps_finite_samples_and_rescues_only_when_asked(toy):
+    for circuit in (toy, _noisy(toy)):
+        plan = Controller(EmulatorDriver(circuit, seed=0), hep_config()).plan
+        assert plan.guard == "keep_finite" and plan.rescue is None
     chosen = Controller(EmulatorDriver(_noisy(toy), seed=0), hep_config(guard="symmetric"))
     assert chosen.plan.guard == "symmetric" and len(chosen.plan.rescue.betas) == 2
 

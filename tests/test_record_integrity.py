@@ -278,7 +278,7 @@ def test_a_record_from_before_the_circle_diagnostic_resumes(finished, record, ca
 
 
 class DropsOne(EmulatorDriver):
-    """Sample 0's complex points never settle: one dropped sample per step."""
+    """Sample 0's complex points never settle: one dropped sample per step (guard drop)."""
 
     def run_schedule(self, schedule):
         s = super().run_schedule(schedule)
@@ -294,7 +294,7 @@ def test_the_runs_totals_come_back_from_the_checkpoint(tmp_path, old_style):
     them from its epochs' step rows. Either way the resumed run reports the totals and the
     weights of the uninterrupted one."""
     c = load_circuit("digits")
-    opts = TrainOptions.from_circuit(c, epochs=2, max_train=40)
+    opts = TrainOptions.from_circuit(c, epochs=2, max_train=40, guard="drop")
     ref = tmp_path / "ref.h5"
     quiet = {"progress": False, "log": lambda s: None}
     full = train(c, opts, out=ref, driver=DropsOne(c, seed=0), **quiet)
@@ -339,7 +339,7 @@ def test_describe_extra_is_recorded_per_checkpoint_and_reported(tmp_path, capsys
     pytest.importorskip("matplotlib")
     c = load_circuit("digits")
     out = tmp_path / "run.h5"
-    opts = TrainOptions.from_circuit(c, epochs=2, max_train=40)
+    opts = TrainOptions.from_circuit(c, epochs=2, max_train=40, guard="drop")
     train(c, opts, out=out, progress=False, log=lambda s: None, driver=CalibratedChip(c, seed=0))
     with h5py.File(out, "r") as f:
         created = json.loads(f.attrs["extra"])

@@ -140,8 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=get_args(Guard),
         help=(
             "samples whose nudged points did not settle: drop, keep_finite, or a second "
-            "settle with symmetric or half_beta nudges; auto: keep_finite on a noisy chip, "
-            f"drop on a noiseless one (docs/gradients.md) ({defaults.guard})"
+            f"settle with symmetric or half_beta nudges (docs/gradients.md) ({defaults.guard})"
         ),
     )
     p.add_argument("--noise", type=_args.nonneg_float, help="override the neuron noise std")

@@ -50,8 +50,8 @@ class Plan:
     messages: tuple[str, ...]
     sequential: bool = False
     ramp: int = 0
-    guard: str = "drop"
-    """The guard in effect (``auto`` resolved by the chip's noise)."""
+    guard: str = "keep_finite"
+    """The guard (``HepSettings.guard``)."""
     rescue: NudgeSchedule | None = None
     """The second settle of the ``symmetric`` and ``half_beta`` guards (``None``: none)."""
 
@@ -105,7 +105,7 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
     sequential = False
     # A chip that does not say whether it is noisy is taken as noisy, as every real one is.
     noisy = bool(desc.extra.get("noisy", True))
-    guard = cfg.guard if cfg.guard != "auto" else ("keep_finite" if noisy else "drop")
+    guard = cfg.guard
     if method == "hep":
         if cfg.hep_schedule == "sequential" and not caps.previous_start:
             messages.append(

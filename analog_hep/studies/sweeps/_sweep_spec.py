@@ -138,7 +138,7 @@ class TrainPoint(SpecModel):
     online_steps: PosInt | None = None
     hep_schedule: Literal["auto", "parallel", "sequential"] | None = None
     ramp_points: Annotated[int, Field(ge=0, le=64)] | None = None
-    guard: Literal["auto", "drop", "keep_finite", "symmetric", "half_beta"] | None = None
+    guard: Literal["drop", "keep_finite", "symmetric", "half_beta"] | None = None
     seed: Seed | None = None
     dataset: str | None = None
     max_train: PosInt | None = None
