@@ -58,7 +58,7 @@ class Plan:
     @property
     def rescue_method(self) -> Method:
         """The estimator of the rescue settle's points."""
-        return "symmetric" if self.rescue is not None and len(self.rescue.betas) == 2 else "hep"
+        return "symmetric" if self.guard == "symmetric" else "hep"
 
 
 def _schedule(

@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from ..._hep_settings import Guard, HepSchedule, LrSchedule, Method, UpdatePath
 from ...spec import (
     Circuit,
     CircuitSpec,
@@ -124,21 +125,21 @@ class TrainPoint(SpecModel):
     replaces the neuron noise std; ``max_train`` limits the training set.
     """
 
-    method: Literal["hep", "classic", "symmetric", "online"] | None = None
+    method: Method | None = None
     points: PosInt | None = None
     beta: Pos | None = None
     batch: PosInt | None = None
     epochs: PosInt | None = None
     lr: Pos | None = None
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
-    schedule: Literal["constant", "cosine"] | None = None
+    schedule: LrSchedule | None = None
     residual_tol: Pos | None = None
-    update: Literal["auto", "outer_product", "program"] | None = None
+    update: UpdatePath | None = None
     online_periods: PosInt | None = None
     online_steps: PosInt | None = None
-    hep_schedule: Literal["auto", "parallel", "sequential"] | None = None
+    hep_schedule: HepSchedule | None = None
     ramp_points: Annotated[int, Field(ge=0, le=64)] | None = None
-    guard: Literal["drop", "keep_finite", "symmetric", "half_beta"] | None = None
+    guard: Guard | None = None
     seed: Seed | None = None
     dataset: str | None = None
     max_train: PosInt | None = None
