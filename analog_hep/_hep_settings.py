@@ -17,6 +17,7 @@ from typing import Literal
 
 __all__ = [
     "LEGACY_DEFAULTS",
+    "MIXED_PRECISION_FIELDS",
     "OPTIMIZER_FIELDS",
     "CircleReaction",
     "Guard",
@@ -25,6 +26,7 @@ __all__ = [
     "LrSchedule",
     "Method",
     "UpdatePath",
+    "UpdateScheme",
     "hep_settings_fields",
 ]
 
@@ -41,6 +43,8 @@ HepSchedule = Literal["auto", "parallel", "sequential"]
 around the circle, each from the previous point's state; ``auto`` chooses by the chip."""
 Guard = Literal["drop", "keep_finite", "symmetric", "half_beta"]
 """What happens to a sample whose nudged points did not settle (docs/gradients.md)."""
+UpdateScheme = Literal["direct", "mixed_precision", "tiki_taka"]
+"""How the learning signal becomes device pulses (docs/devices.md, update schemes)."""
 
 LEGACY_DEFAULTS: dict[str, object] = {"hep_schedule": "parallel", "guard": "drop"}
 """Settings added after runs were recorded whose value for such a run differs from today's
@@ -48,6 +52,15 @@ default: a record without the field ran with this value (``--resume`` compares w
 
 OPTIMIZER_FIELDS = ("lr", "momentum", "schedule")
 """Settings that the YAML spec groups under ``training.optimizer``."""
+
+MIXED_PRECISION_FIELDS: dict[str, str] = {
+    "mp_threshold": "threshold",
+    "mp_accumulator_bits": "accumulator_bits",
+    "mp_max_pulses": "max_pulses",
+    "mp_dw_min": "dw_min",
+}
+"""Settings that the YAML spec groups under ``training.mixed_precision`` (flat name: the
+name in that block)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,18 @@ class HepSettings:
       (``half_beta``). ``keep_finite`` is the default: dropping biases learning against the
       hard samples, on noisy and noiseless chips alike (docs/gradients.md). A state that is
       not finite never enters an update.
+    - ``update_scheme``: ``direct`` (the learning signal goes to the chip as it is: outer
+      products or programmed deltas), ``mixed_precision`` (a digital accumulator per weight
+      on the controller's side collects the optimizer's updates and sends whole device
+      steps, Nandakumar et al. 2020) or ``tiki_taka`` (the chip's own transfer between a
+      fast and a slow array, needs a chip that has them: ``capabilities.update_schemes``).
+      docs/devices.md, "Update schemes".
+    - ``mp_threshold`` (mixed_precision): an accumulator entry sends pulses once
+      ``|chi| >= mp_threshold * dw_min``; ``mp_accumulator_bits``: bits of the signed
+      fixed-point accumulator (full scale ``(mp_max_pulses + 1) dw_min``; 0: float32);
+      ``mp_max_pulses``: most pulses per weight and step (the rest stays in ``chi``);
+      ``mp_dw_min``: one pulse's weight change (dimensionless; 0: as the chip describes it,
+      ``describe().extra["dw_min"]``).
     """
 
     method: Method = "hep"
@@ -101,6 +126,11 @@ class HepSettings:
     hep_schedule: HepSchedule = "auto"
     ramp_points: int = 0
     guard: Guard = "keep_finite"
+    update_scheme: UpdateScheme = "direct"
+    mp_threshold: float = 1.0
+    mp_accumulator_bits: int = 0
+    mp_max_pulses: int = 31
+    mp_dw_min: float = 0.0
 
 
 def hep_settings_fields() -> tuple[str, ...]:

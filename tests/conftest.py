@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jax.random as jr
@@ -35,3 +40,31 @@ def mnist_batch():
     ds = load_dataset(f"mnist-test:{SHARED_MNIST}")
     x, y = next(ds.batches("train", 10, seed=0, epoch=0))
     return x, ds.one_hot(y)
+
+
+def _kill_after_first_epoch(args: list[str], epochs: int) -> None:
+    """Run ``python -m analog_hep ARGS`` and SIGKILL it right after its ``epoch 1/EPOCHS``
+    line (written after epoch 1's checkpoint: epoch 2 has just begun)."""
+    cmd = [sys.executable, "-m", "analog_hep", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    t0, seen = time.time(), ""
+    while time.time() - t0 < 300:
+        line = proc.stdout.readline()
+        seen += line
+        if line.startswith(f"epoch 1/{epochs}"):
+            proc.send_signal(signal.SIGKILL)
+            break
+        if not line and proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, seen
+
+
+@pytest.fixture
+def kill_after_first_epoch():
+    """A real training subprocess killed mid-run (see :func:`_kill_after_first_epoch`)."""
+    return _kill_after_first_epoch

@@ -357,3 +357,22 @@ def test_every_field_of_the_contract_is_documented():
     for cls in (Settled, UpdateReport):
         for name in cls._fields:
             assert f"`{name}`" in text, f"{cls.__name__}.{name}"
+
+
+def test_the_example_driver_trains_with_mixed_precision(toychip):
+    """Issue 15: the example driver (write-verify deltas, no outer products), unchanged,
+    trains with the controller's mixed-precision accumulator: its whole steps go out as
+    programmed deltas (``dw_min`` from the settings: the driver does not describe one)."""
+    c = load_circuit("digits")
+    opts = TrainOptions.from_circuit(
+        c,
+        epochs=2,
+        max_train=200,
+        driver=toychip,
+        update_scheme="mixed_precision",
+        mp_dw_min=0.02,
+    )
+    res = train(c, opts, progress=False, log=lambda s: None)
+    assert res.dropped_updates == 0 and np.isfinite(res.test_loss)
+    losses = res.history["train_loss"]
+    assert losses[1] < losses[0]

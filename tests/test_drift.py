@@ -186,3 +186,58 @@ def test_json_is_strict_and_complete(pcm_run, capsys):
     assert doc["drift"]["W0"] == {"card": "pcm_pair", "nu": 0.05, "nu_dtod": 0.16, "t0_s": 20.0}
     assert doc["recorded_test_accuracy"] == res.test_accuracy
     assert math.isfinite(p["loss"]) and np.isclose(p["g_ratio"], 1.0)
+
+
+@pytest.fixture(scope="module")
+def pcm_mixed_precision_run(tmp_path_factory):
+    """circuits/digits_pcm_pair.yaml (mixed-precision updates) for 3 epochs."""
+    circuit = load_circuit(REPO / "circuits" / "digits_pcm_pair.yaml")
+    opts = TrainOptions.from_circuit(circuit, epochs=3)
+    out = tmp_path_factory.mktemp("pcm_mp") / "run.h5"
+    res = train(circuit, opts, out=out, progress=False, log=lambda s: None)
+    return out, res
+
+
+def test_compensation_keeps_a_well_trained_pcm_chip_within_2_points_after_a_year(
+    pcm_mixed_precision_run,
+):
+    """Issue 15: accuracy at 1 s and after one year, with global drift compensation, as
+    trained and after programming the weights into one-sided pairs."""
+    out, res = pcm_mixed_precision_run
+    assert res.test_accuracy > 0.9
+    for program in (None, "one_sided"):
+        r = evaluate_drift(out, [1.0, YEAR_S], program=program)
+        first, year = r.points
+        assert r.programmed == program
+        assert first.accuracy_compensated - year.accuracy_compensated <= 0.02, (program, r)
+        assert year.g_ratio < 0.6  # the devices did drift: about (1.6e6)^-0.05
+
+
+def test_programming_one_sided_pairs_keeps_the_weights(pcm_mixed_precision_run):
+    """pcm_pair has no programming noise: the one-sided pairs hold the trained weights (to
+    the card's bounds), with one device of each pair at g_min."""
+    import jax.random as jr
+
+    from analog_hep.emulator import EmulatorDriver, program_weights
+    from analog_hep.studies.training._drift import _circuit, _driver_state
+    from analog_hep.studies.training._record_read import read_run
+
+    out, _ = pcm_mixed_precision_run
+    run = read_run(out)
+    _, _, state = _driver_state(run)
+    circuit = _circuit(run)
+    d = EmulatorDriver(circuit, seed=0)
+    try:
+        d.load_state_dict(state)
+        chip = d.emulated_chip
+        new = program_weights(chip, dict(circuit.devices), scheme="one_sided", key=jr.PRNGKey(0))
+    finally:
+        d.close()
+    for name, xb in chip.crossbars.items():
+        nx = new.crossbars[name]
+        live = ~np.asarray(xb.devices.stuck).any(axis=0)
+        w0 = np.asarray(xb.g_plus_S - xb.g_minus_S)[live]
+        w1 = np.asarray(nx.g_plus_S - nx.g_minus_S)[live]
+        np.testing.assert_allclose(w1, w0, atol=1e-3 * float(np.abs(w0).max()))
+        low = np.minimum(np.asarray(nx.g_plus_S), np.asarray(nx.g_minus_S))[live]
+        assert np.median(low) <= 1e-3 * float(np.asarray(nx.g_plus_S).max())

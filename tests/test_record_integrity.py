@@ -347,6 +347,8 @@ def test_describe_extra_is_recorded_per_checkpoint_and_reported(tmp_path, capsys
     assert created == {
         "chip_seed": 0,
         "noisy": False,
+        "dw_min": {},  # ideal devices: no pulse step
+        "pulse_cap": 31,
         "g_unit_S": 1e-6,
         "volts_per_unit": 0.5,
         "temperature_K": 300.0,

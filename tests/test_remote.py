@@ -516,3 +516,32 @@ def test_serve_stops_cleanly_on_sigint_and_sigterm(subprocess_env, tmp_path):
         assert time.monotonic() - t0 < 10
         log = srv.log.read_text()
         assert f"{sig.name}: stopping" in log and "server stopped" in log
+
+
+@pytest.mark.parametrize(
+    ("circuit", "scheme"),
+    [
+        ("circuits/digits_om_rram_array.yaml", "mixed_precision"),
+        ("circuits/digits_tiki_taka.yaml", "tiki_taka"),
+    ],
+)
+def test_each_update_scheme_over_tcp_is_bitwise_as_in_process(
+    circuit, scheme, subprocess_env, tmp_path
+):
+    """Issue 15: mixed precision's accumulator lives in the controller and its pulses cross
+    the wire as outer products; Tiki-Taka is the chip's own: either way a chip trains to the
+    same weights through a server as in process."""
+    args = ["train", circuit, "--epochs", "1", "--max-train", "100", "--no-progress"]
+    ref = tmp_path / "ref.h5"
+    assert main([*args, "--out", str(ref)]) == 0
+    srv = ServerProcess(circuit, subprocess_env, tmp_path / "s.log")
+    try:
+        out = tmp_path / "tcp.h5"
+        assert main([*args, "--driver", f"tcp://127.0.0.1:{srv.port}", "--out", str(out)]) == 0
+    finally:
+        srv.stop()
+    a, b = _final_weights(ref), _final_weights(out)
+    for k in a:
+        np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    with h5py.File(ref) as f:
+        assert json.loads(f.attrs["config"])["update_scheme"] == scheme

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import h5py
 import numpy as np
@@ -131,7 +126,7 @@ def _final_weights(path):
         return {k: np.asarray(f[f"final/weights/{k}/W"]) for k in f["final/weights"]}
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_first_epoch):
     """A real subprocess is killed (SIGKILL) mid-epoch; --resume ends where an
     uninterrupted run with the same seed ends, bitwise."""
     args = ["train", "digits", "--epochs", "3", "--max-train", "1000", "--no-progress"]
@@ -139,25 +134,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert main([*args, "--out", str(ref)]) == 0
 
     run = tmp_path / "run.h5"
-    cmd = [sys.executable, "-m", "analog_hep", *args, "--out", str(run)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    t0 = time.time()
-    seen = ""
-    while time.time() - t0 < 300:
-        line = proc.stdout.readline()
-        seen += line
-        if line.startswith("epoch 1/3"):
-            # the line is written after epoch 1's checkpoint: epoch 2 has just begun
-            proc.send_signal(signal.SIGKILL)
-            break
-        if not line and proc.poll() is not None:
-            break
-    proc.wait(timeout=60)
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, seen
+    kill_after_first_epoch([*args, "--out", str(run)], 3)
     with h5py.File(run) as f:
         assert "final" not in f  # it really stopped before the end
         epochs_done = f["metrics/epoch"].shape[0]
@@ -186,19 +163,23 @@ def test_the_hep_settings_have_one_record_of_defaults():
     field; ``HepConfig`` and ``TrainOptions`` extend it."""
     from dataclasses import fields
 
-    from analog_hep._hep_settings import OPTIMIZER_FIELDS, HepSettings
+    from analog_hep._hep_settings import MIXED_PRECISION_FIELDS, OPTIMIZER_FIELDS, HepSettings
     from analog_hep.cli import build_parser
     from analog_hep.hep import HepConfig
-    from analog_hep.spec import DEFAULT_TRAINING, OptimizerSpec, TrainingSpec
+    from analog_hep.spec import DEFAULT_TRAINING, MixedPrecisionSpec, OptimizerSpec, TrainingSpec
 
     names = {f.name for f in fields(HepSettings)}
-    spec_fields = set(TrainingSpec.model_fields) - {"optimizer", "batch", "epochs"}
-    assert spec_fields | set(OPTIMIZER_FIELDS) == names
+    groups = {"optimizer", "mixed_precision", "batch", "epochs"}
+    spec_fields = set(TrainingSpec.model_fields) - groups
+    assert spec_fields | set(OPTIMIZER_FIELDS) | set(MIXED_PRECISION_FIELDS) == names
     assert set(OptimizerSpec.model_fields) - {"name"} == set(OPTIMIZER_FIELDS)
+    assert set(MixedPrecisionSpec.model_fields) == set(MIXED_PRECISION_FIELDS.values())
     defaults = HepSettings()
     for name, info in TrainingSpec.model_fields.items():
         if not info.is_required() and name in names:
             assert info.default == getattr(defaults, name), name
+    for flat, name in MIXED_PRECISION_FIELDS.items():
+        assert MixedPrecisionSpec.model_fields[name].default == getattr(defaults, flat), name
     assert DEFAULT_TRAINING.hep_settings() == defaults
     assert issubclass(HepConfig, HepSettings) and issubclass(TrainOptions, HepSettings)
     shared = {f.name: getattr(HepConfig(), f.name) for f in fields(HepSettings)}

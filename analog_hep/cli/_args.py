@@ -58,6 +58,12 @@ positive_int = _checked(int, lambda v: v >= 1, "an integer >= 1")
 """An int >= 1 (``--epochs``, ``--points``, ``--batch``)."""
 nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 """An int >= 0 (``--workers``)."""
+accumulator_bits = _checked(
+    int, lambda v: v == 0 or 2 <= v <= 32, "0 (float32) or an integer in 2 ... 32"
+)
+"""0 or an int in [2, 32] (``--mp-accumulator-bits``)."""
+pulse_cap = _checked(int, lambda v: 1 <= v <= 1024, "an integer in 1 ... 1024")
+"""An int in [1, 1024] (``--mp-max-pulses``)."""
 
 
 def seed(text: str) -> int:

@@ -63,6 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seed", type=_args.seed, help="evaluation noise seed (default: the run's seed)"
     )
     p.add_argument("--dataset", default=None, help="data set to test on (default: the run's)")
+    p.add_argument(
+        "--program",
+        choices=("one_sided", "balanced"),
+        default=None,
+        help=(
+            "first program the trained weights once into fresh pairs of this form, as a chip "
+            "is deployed (one_sided: one device of each pair at g_min, the least drift "
+            "noise); default: the conductances as trained"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="OUT.png", help="accuracy vs time (needs matplotlib)")
     p.set_defaults(func=run)
@@ -108,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
     notes: list[str] = []
     result = evaluate_drift(
-        args.record, args.times, seed=args.seed, dataset=args.dataset, log=notes.append
+        args.record,
+        args.times,
+        seed=args.seed,
+        dataset=args.dataset,
+        program=args.program,
+        log=notes.append,
     )
     if args.plot:
         _plot(result, args.plot)
@@ -125,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         f"test split of {result.dataset}, seed {result.seed}; recorded test accuracy "
         f"{result.recorded_test_accuracy:.4f}"
     )
+    if result.programmed is not None:
+        print(f"weights programmed once into {result.programmed} pairs before the clock started")
     cards = sorted({d["card"] for d in result.drift.values() if d is not None})
     for card in cards:
         d = next(v for v in result.drift.values() if v is not None and v["card"] == card)

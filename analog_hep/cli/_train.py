@@ -22,6 +22,7 @@ from .._hep_settings import (
     LrSchedule,
     Method,
     UpdatePath,
+    UpdateScheme,
 )
 from ..errors import SpecError
 from ..spec import DEFAULT_TRAINING, Circuit
@@ -141,6 +142,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=(
             "samples whose nudged points did not settle: drop, keep_finite, or a second "
             f"settle with symmetric or half_beta nudges (docs/gradients.md) ({defaults.guard})"
+        ),
+    )
+    p.add_argument(
+        "--update-scheme",
+        choices=get_args(UpdateScheme),
+        help=(
+            "how the learning signal becomes device pulses: direct, mixed_precision (digital "
+            "accumulator) or tiki_taka (the chip's fast and slow arrays; docs/devices.md) "
+            f"({defaults.update_scheme})"
+        ),
+    )
+    p.add_argument(
+        "--mp-threshold",
+        type=_args.positive_float,
+        help=f"mixed_precision: send pulses at |chi| >= this x dw_min ({defaults.mp_threshold})",
+    )
+    p.add_argument(
+        "--mp-accumulator-bits",
+        type=_args.accumulator_bits,
+        help=f"mixed_precision: accumulator bits, 0 = float32 ({defaults.mp_accumulator_bits})",
+    )
+    p.add_argument(
+        "--mp-max-pulses",
+        type=_args.pulse_cap,
+        help=f"mixed_precision: most pulses per weight and step ({defaults.mp_max_pulses})",
+    )
+    p.add_argument(
+        "--mp-dw-min",
+        type=_args.nonneg_float,
+        help=(
+            "mixed_precision: one pulse's weight change; 0 = as the chip describes it "
+            f"({defaults.mp_dw_min})"
         ),
     )
     p.add_argument("--noise", type=_args.nonneg_float, help="override the neuron noise std")

@@ -23,6 +23,10 @@ Checks (see :data:`CHECKS`):
   bounded (a huge request is clipped and reported, and a second one moves little).
 - ``checkpoint``: ``state_dict``/``load_state_dict`` restore the chip bitwise (when the chip
   advertises ``checkpoint``; otherwise both raise :class:`UnsupportedCapability`).
+- ``tiki_taka``: for a chip that claims the ``tiki_taka`` update scheme: its settings in
+  ``describe().extra``, a transfer within ``transfer_every`` updates that moves the weights
+  with the request, and a resumed run that repeats bitwise (fast array and buffer in the
+  state). The ``update`` check tests outer products of the ``direct`` scheme only.
 - ``failures``: typed errors for a settle before inputs and for use after ``close``.
 - ``gradient_symmetric``: the symmetric (N = 2, ``|beta| = 0.01``) estimate from the
   driver's settled states has cosine >= 0.999 and relative error <= 1e-3 with the exact

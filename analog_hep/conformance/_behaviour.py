@@ -161,7 +161,10 @@ def check_update(t: _Target) -> str:
         mask = np.ones(c.n_in + 1)
         if not c.has_bias:
             mask[-1] = 0.0
-        if caps.outer_product_update:
+        # Only the direct scheme applies the request to the weights at once (another scheme,
+        # e.g. tiki_taka, has a check of its own).
+        direct = "direct" in caps.update_schemes
+        if caps.outer_product_update and direct:
             rows = rng.normal(size=(3, c.n_out)).astype(np.float32)
             cols = rng.normal(size=(3, c.n_in + 1)).astype(np.float32)
             lr = -0.01  # negative, as the controller sends it (gradient descent)
@@ -183,6 +186,13 @@ def check_update(t: _Target) -> str:
             dw = _moved(before, d.read_weights(), c.name, desc, "program_delta")
             _check_realised(rep, dw, want, "program_delta")
             done.append("program delta")
+        if not (caps.program_delta or direct):
+            if not done:
+                raise CheckSkipped(
+                    "no direct update to check (update schemes "
+                    f"{', '.join(caps.update_schemes)}: see their own checks)"
+                )
+            return f"{', '.join(done)}: reports match the weights read back"
         # Bounds: a huge request is clipped and reported; the weights stay finite and a
         # second identical push moves them much less (they sit at their bounds).
         huge = _as_controller_sends(np.full((c.n_out, c.n_in + 1), 1e3, np.float32))
@@ -250,7 +260,10 @@ def check_checkpoint(t: _Target) -> str:
         else:
             rows = _as_controller_sends(np.ones((1, c.n_out), np.float32))
             d.apply_outer_product(c.name, rows, _as_controller_sends(delta[:1]), lr=-1.0)
-        _require(not _same_weights(before, d.read_weights()), "the update changed nothing")
+        _require(
+            not _same_weights(before, d.read_weights()) or not _same_state(state, d.state_dict()),
+            "the update changed nothing",
+        )
         d.load_state_dict(state)
         _require(_same_weights(before, d.read_weights()), "load_state_dict did not restore weights")
         _require(_same_state(state, d.state_dict()), "load_state_dict did not restore the state")

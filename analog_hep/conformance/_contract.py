@@ -75,6 +75,12 @@ def check_structure(t: _Target) -> str:
         _require(caps.max_batch is None or caps.max_batch >= 1, "max_batch must be >= 1")
         _require(caps.max_points is None or caps.max_points >= 2, "max_points must be >= 2")
         _require(caps.beta_max is None or caps.beta_max > 0, "beta_max must be positive")
+        _require(
+            isinstance(caps.update_schemes, tuple)
+            and len(caps.update_schemes) > 0
+            and all(isinstance(s, str) and s for s in caps.update_schemes),
+            f"update_schemes must be a non-empty tuple of names, found {caps.update_schemes!r}",
+        )
         weights = d.read_weights()
         _require(set(weights) == set(names), f"read_weights() keys {sorted(weights)} != {names}")
         for c in desc.crossbars:

@@ -53,7 +53,8 @@ def _gradient(t: _Target, points: int, beta: float, cos_min: float, rel_max: flo
     finally:
         d.close()
     spec = t.circuit.spec
-    chip, _ = fabricate(spec, dict(t.circuit.devices), spec.seed)
+    fast = getattr(t.circuit, "fast_devices", None)
+    chip, _ = fabricate(spec, dict(t.circuit.devices), spec.seed, fast_devices=fast)
     chip = chip.without_noise()
     ref_names = chip.config.crossbar_names
     _require(
@@ -68,7 +69,10 @@ def _gradient(t: _Target, points: int, beta: float, cos_min: float, rel_max: flo
         # fabricated pair's midpoint.
         mid = 0.5 * (xb.g_plus_S + xb.g_minus_S)
         half = jnp.asarray(0.5 * full * xb.g_unit_S, xb.g_plus_S.dtype)
-        xbs[ref] = dataclasses.replace(xb, g_plus_S=mid + half, g_minus_S=mid - half)
+        # A Tiki-Taka crossbar's fast array is left out: W = C carries the whole weight.
+        xbs[ref] = dataclasses.replace(
+            xb, g_plus_S=mid + half, g_minus_S=mid - half, tiki_taka=None
+        )
     chip = dataclasses.replace(chip, crossbars=xbs)
     steps = chip.config.free_steps
     xj, yj = jnp.asarray(x), jnp.asarray(y)

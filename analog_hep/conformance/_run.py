@@ -13,6 +13,7 @@ from ._behaviour import check_checkpoint, check_schedule, check_update
 from ._contract import check_failures, check_structure, check_validation
 from ._gradient import check_gradient_hep, check_gradient_symmetric
 from ._report import CheckResult, ConformanceReport, Status
+from ._schemes import check_tiki_taka
 
 __all__ = ["CHECKS", "run_check", "run_conformance"]
 
@@ -22,6 +23,7 @@ CHECKS: dict[str, Callable[[_Target], str]] = {
     "schedule": check_schedule,
     "update": check_update,
     "checkpoint": check_checkpoint,
+    "tiki_taka": check_tiki_taka,
     "failures": check_failures,
     "gradient_symmetric": check_gradient_symmetric,
     "gradient_hep": check_gradient_hep,

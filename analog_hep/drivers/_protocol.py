@@ -72,6 +72,13 @@ class Capabilities:
     - ``checkpoint``: can save and restore its full state (emulators; not a real chip).
     - ``max_batch``, ``max_points``: limits per call (``None``: no limit).
     - ``beta_max``: largest |beta| the nudge circuit can apply.
+    - ``update_schemes``: what ``apply_outer_product`` does with a request, as names:
+      ``"direct"`` (the pulses go to the weights' own devices: ``ΔW = lr Σ rows colsᵀ``) or
+      ``"tiki_taka"`` (they go to a fast array ``A``, and the chip transfers ``A`` into the
+      weights' array ``C`` every few updates; the weights read back are ``C + gamma A``;
+      docs/devices.md, "Tiki-Taka"). Default ``("direct",)``; a chip that does not send the
+      field (an older peer on the wire) has ``("direct",)``. The controller refuses
+      ``update_scheme: tiki_taka`` on a chip without ``"tiki_taka"``.
     """
 
     complex_nudges: bool
@@ -82,6 +89,7 @@ class Capabilities:
     max_batch: int | None = None
     max_points: int | None = None
     beta_max: float | None = None
+    update_schemes: tuple[str, ...] = ("direct",)
 
 
 @dataclass(frozen=True)

@@ -496,6 +496,17 @@ def description_to_wire(desc: ChipDescription) -> dict[str, Any]:
     return out
 
 
+def _update_schemes(caps: dict[str, Any], what: str) -> tuple[str, ...]:
+    """``capabilities.update_schemes``: a non-empty list of names; ``("direct",)`` when the
+    peer does not send the field (it predates it)."""
+    if "update_schemes" not in caps:
+        return ("direct",)
+    names = _field(caps, "update_schemes", list, what)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise OutOfRange(f"{what}: update_schemes must be a non-empty list of names")
+    return tuple(names)
+
+
 def description_from_wire(d: Any) -> ChipDescription:
     """A :class:`ChipDescription` from its wire form, every field type-checked."""
     what = "chip description"
@@ -515,6 +526,7 @@ def description_from_wire(d: Any) -> ChipDescription:
             max_batch=_field(caps_d, "max_batch", (int, type(None)), what),
             max_points=_field(caps_d, "max_points", (int, type(None)), what),
             beta_max=_field(caps_d, "beta_max", (int, float, type(None)), what),
+            update_schemes=_update_schemes(caps_d, what),
         )
         xbs = []
         for c in _field(d, "crossbars", list, what):

@@ -11,7 +11,9 @@ contract.
 from ._chip import Chip as Chip
 from ._chip import ChipConfig as ChipConfig
 from ._chip import Crossbar as Crossbar
+from ._chip import TikiTaka as TikiTaka
 from ._chip import fabricate as fabricate
+from ._deploy import program_weights as program_weights
 from ._drift import drift_chip as drift_chip
 from ._drift import reference_read as reference_read
 from ._driver import EmulatorDriver as EmulatorDriver

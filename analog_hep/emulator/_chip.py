@@ -4,18 +4,21 @@ A chip is a set of crossbars (differential device pairs, ``W = (G+ - G-) / g_uni
 neuron gain/offset mismatch, and per-line read-direction gain mismatch of the periphery.
 Everything random (initial weights, device-to-device spread, stuck faults, neuron and
 periphery mismatch) is drawn here, once, from ``seed``: same seed, bitwise same chip.
+A crossbar with a ``tiki_taka`` block also has a fast array ``A`` (:class:`TikiTaka`),
+drawn from keys of its own, so the rest of the chip is drawn exactly as without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..physics import (
     DeviceArray,
@@ -24,9 +27,13 @@ from ..physics import (
     visible_conductance,
     write_noise_std_S,
 )
-from ..spec import CircuitSpec, DeviceCard, InitSpec, MappingSpec
+from ..spec import CircuitSpec, DeviceCard, InitSpec, MappingSpec, TikiTakaSpec
 
-__all__ = ["Chip", "ChipConfig", "Crossbar", "fabricate", "initial_weights"]
+__all__ = ["Chip", "ChipConfig", "Crossbar", "TikiTaka", "fabricate", "initial_weights"]
+
+FAST_KEY = 3000
+"""``fold_in(PRNGKey(seed), FAST_KEY + i)``: the draws of crossbar ``i``'s fast array (the
+other draws use 1000 + i and 2000 + l, so adding Tiki-Taka changes none of them)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,45 @@ class ChipConfig:
         return self.layers[i + 1], self.layers[i]
 
 
+class TikiTaka(eqx.Module):
+    """The fast array ``A`` of a Tiki-Taka crossbar and its transfer state (docs/devices.md,
+    "Tiki-Taka").
+
+    **Fields:**
+
+    - ``g_plus_S``, ``g_minus_S``: ``Float[Array, "n_out n_in+1"]`` ``A``'s visible
+      conductances (S); ``hidden_S``: ``(2, n_out, n_in+1)`` its persistent ones;
+      ``devices``: its :class:`DeviceArray` ``(2, n_out, n_in+1)``.
+    - ``buffer``: ``Float[Array, "n_out n_in+1"]`` the digital buffer ``H`` (weight units of
+      ``C``).
+    - ``pointer``: int32 scalar, the next column a transfer reads.
+    - ``column_reads``: ``Int[Array, "n_in+1"]`` reads of each column so far (the chopper
+      sign of column ``j`` is ``(-1)^floor(column_reads[j] / chopper_period)``).
+    - ``transfers``: int32 scalar, transfers done.
+    - ``g_unit_S`` (static): ``A``'s siemens per weight unit, ``(g_max_S - g_min_S) / w_max``
+      of its card and the crossbar's mapping; ``read_noise_rel`` (static): its card's
+      per-read relative noise, seen by settles when ``gamma > 0``; ``card`` (static): ``A``'s
+      device card; ``spec`` (static): the crossbar's :class:`TikiTakaSpec`.
+    """
+
+    g_plus_S: Float[Array, "n_out n_in1"]
+    g_minus_S: Float[Array, "n_out n_in1"]
+    hidden_S: Float[Array, "2 n_out n_in1"]
+    devices: DeviceArray
+    buffer: Float[Array, "n_out n_in1"]
+    pointer: Int[Array, ""]
+    column_reads: Int[Array, " n_in1"]
+    transfers: Int[Array, ""]
+    g_unit_S: float = eqx.field(static=True)
+    read_noise_rel: float = eqx.field(static=True)
+    card: DeviceCard = eqx.field(static=True)
+    spec: TikiTakaSpec = eqx.field(static=True)
+
+    def weights_full(self) -> Float[Array, "n_out n_in1"]:
+        """``W_A = (A+ - A-) / g_unit_A`` (dimensionless), bias column included."""
+        return (self.g_plus_S - self.g_minus_S) / self.g_unit_S
+
+
 class Crossbar(eqx.Module):
     """One crossbar of differential device pairs, bias as an extra column driven at 1.
 
@@ -108,6 +154,8 @@ class Crossbar(eqx.Module):
     - ``transpose_gain``: ``(n_in,)`` gain of each input line when read transposed (``W^T s``).
     - ``g_unit_S``: siemens per weight unit (static); ``has_bias`` (static);
       ``read_noise_rel``: per-read relative conductance noise of the devices (static).
+    - ``tiki_taka``: the fast array ``A`` and transfer state of a Tiki-Taka crossbar
+      (:class:`TikiTaka`), else ``None``; the fields above are then the slow array ``C``.
     """
 
     g_plus_S: Float[Array, "n_out n_in1"]
@@ -119,10 +167,21 @@ class Crossbar(eqx.Module):
     g_unit_S: float = eqx.field(static=True)
     has_bias: bool = eqx.field(static=True)
     read_noise_rel: float = eqx.field(static=True)
+    tiki_taka: TikiTaka | None = None
+
+    def weights_full(self) -> Float[Array, "n_out n_in1"]:
+        """Effective weights, bias column included (dimensionless): ``(G+ - G-) / g_unit``,
+        plus ``gamma W_A`` for a Tiki-Taka crossbar with ``gamma > 0``."""
+        w = (self.g_plus_S - self.g_minus_S) / self.g_unit_S
+        tt = self.tiki_taka
+        if tt is not None and tt.spec.gamma != 0.0:  # gamma = 0 reads C bitwise
+            w = w + jnp.float32(tt.spec.gamma) * tt.weights_full()
+        return w
 
     def weights(self) -> tuple[Float[Array, "n_out n_in"], Float[Array, " n_out"]]:
-        """Effective weights ``(W, b) = (G+ - G-) / g_unit`` (dimensionless)."""
-        w = (self.g_plus_S - self.g_minus_S) / self.g_unit_S
+        """Effective weights ``(W, b) = (G+ - G-) / g_unit`` (dimensionless); for a Tiki-Taka
+        crossbar ``W = C + gamma A``."""
+        w = self.weights_full()
         b = w[:, -1] if self.has_bias else jnp.zeros(w.shape[0], w.dtype)
         return w[:, :-1], b
 
@@ -150,7 +209,16 @@ class Chip(eqx.Module):
         """The same chip (same devices and mismatch) with neuron and read noise switched off:
         the chip whose fixed point defines the ground-truth gradient."""
         cfg = dataclasses.replace(self.config, neuron_noise=False, read_noise=False)
-        xbs = {n: dataclasses.replace(x, read_noise_rel=0.0) for n, x in self.crossbars.items()}
+        xbs = {
+            n: dataclasses.replace(
+                x,
+                read_noise_rel=0.0,
+                tiki_taka=None
+                if x.tiki_taka is None
+                else dataclasses.replace(x.tiki_taka, read_noise_rel=0.0),
+            )
+            for n, x in self.crossbars.items()
+        }
         zero = jnp.zeros((), jnp.float32)
         return dataclasses.replace(
             self, crossbars=xbs, config=cfg, noise_std=zero, read_noise_std=zero
@@ -159,8 +227,14 @@ class Chip(eqx.Module):
     @property
     def noisy(self) -> bool:
         """Whether settling draws noise (neuron noise, periphery or device read noise)."""
-        dev = any(x.read_noise_rel > 0 for x in self.crossbars.values())
+        dev = any(x.read_noise_rel > 0 or _fast_read_noise(x) for x in self.crossbars.values())
         return self.config.neuron_noise or self.config.read_noise or dev
+
+
+def _fast_read_noise(xb: Crossbar) -> bool:
+    """Whether settles see the read noise of a Tiki-Taka crossbar's fast array."""
+    tt = xb.tiki_taka
+    return tt is not None and tt.spec.gamma > 0 and tt.read_noise_rel > 0
 
 
 def initial_weights(
@@ -233,8 +307,63 @@ def _draw_crossbar(
     return hidden, visible, dev, n_clipped
 
 
+@eqx.filter_jit
+def _draw_fast(
+    mapping: MappingSpec, card: DeviceCard, shape: tuple[int, int], key: PRNGKeyArray
+) -> tuple[Array, Array, DeviceArray]:
+    """Device draws and programming of a fast array ``A`` at zero weight, in one compiled
+    call (hidden, visible conductances and devices)."""
+    k_dev, k_prog, k_vis = jr.split(key, 3)
+    zero = jnp.zeros((shape[0], shape[1] + 1), jnp.float32)
+    g_plus_t, g_minus_t, _, _ = _target_pair_S(zero, mapping, card)
+    dev = draw_devices(card, (2, *zero.shape), key=k_dev)
+    hidden = program_conductance(card, dev, jnp.stack([g_plus_t, g_minus_t]), key=k_prog)
+    visible = visible_conductance(card, hidden, key=k_vis) if write_noise_std_S(card) else hidden
+    return hidden, visible, dev
+
+
+def _fast_array(
+    name: str,
+    tt: TikiTakaSpec,
+    mapping: MappingSpec,
+    card: DeviceCard,
+    fast_devices: Mapping[str, DeviceCard] | None,
+    shape: tuple[int, int],
+    key: PRNGKeyArray,
+) -> TikiTaka:
+    """The fast array of crossbar ``name`` at zero weight, with an empty buffer."""
+    fast = None if fast_devices is None else fast_devices.get(name)
+    if fast is None:
+        if tt.fast_device is not None:
+            raise ValueError(
+                f"crossbar {name!r} has tiki_taka.fast_device {tt.fast_device!r}: pass its card "
+                "as fabricate(..., fast_devices=circuit.fast_devices)"
+            )
+        fast = card
+    hidden, visible, dev = _draw_fast(mapping, fast, shape, key)
+    n_in1 = shape[1] + 1
+    return TikiTaka(
+        g_plus_S=visible[0],
+        g_minus_S=visible[1],
+        hidden_S=hidden,
+        devices=dev,
+        buffer=jnp.zeros((shape[0], n_in1), jnp.float32),
+        pointer=jnp.zeros((), jnp.int32),
+        column_reads=jnp.zeros(n_in1, jnp.int32),
+        transfers=jnp.zeros((), jnp.int32),
+        g_unit_S=float((fast.conductance.g_max_S - fast.conductance.g_min_S) / mapping.w_max),
+        read_noise_rel=float(fast.read_noise_rel),
+        card=fast,
+        spec=tt,
+    )
+
+
 def fabricate(
-    spec: CircuitSpec, devices: dict[str, DeviceCard], seed: int
+    spec: CircuitSpec,
+    devices: Mapping[str, DeviceCard],
+    seed: int,
+    *,
+    fast_devices: Mapping[str, DeviceCard] | None = None,
 ) -> tuple[Chip, dict[str, int]]:
     """Sample one chip of a circuit.
 
@@ -243,9 +372,14 @@ def fabricate(
     - ``spec``: the validated circuit.
     - ``devices``: the device card of every crossbar, by crossbar name.
     - ``seed``: the only source of randomness (a non-negative integer).
+    - ``fast_devices``: the card of every Tiki-Taka crossbar's fast array
+      (``Circuit.fast_devices``); may be left out when no crossbar names a
+      ``tiki_taka.fast_device`` (``A`` then has the crossbar's card).
 
     **Returns:** ``(chip, clipped)`` where ``clipped[name]`` counts initial weights beyond the
     mapping's ``w_max`` that were clipped at programming.
+
+    **Raises:** ``ValueError`` when a crossbar's ``fast_device`` card is not given.
     """
     config = ChipConfig.from_spec(spec)
     root = jr.PRNGKey(seed)
@@ -263,6 +397,12 @@ def fabricate(
         )
         g_unit_S = (card.conductance.g_max_S - card.conductance.g_min_S) / xspec.mapping.w_max
         clipped[name] = int(n_clip)
+        tiki = None
+        if xspec.tiki_taka is not None:
+            k_fast = jr.fold_in(root, FAST_KEY + i)
+            tiki = _fast_array(
+                name, xspec.tiki_taka, xspec.mapping, card, fast_devices, shape, k_fast
+            )
         crossbars[name] = Crossbar(
             g_plus_S=visible[0],
             g_minus_S=visible[1],
@@ -273,6 +413,7 @@ def fabricate(
             g_unit_S=float(g_unit_S),
             has_bias=bool(xspec.bias),
             read_noise_rel=float(card.read_noise_rel),
+            tiki_taka=tiki,
         )
     gains, offsets = [], []
     for l, n in enumerate(config.layers[1:]):

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 
 import jax.numpy as jnp
+import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..physics import drift_conductance, read_conductance
@@ -28,7 +29,8 @@ def drift_chip(chip: Chip, cards: Mapping[str, DeviceCard], t_s: float) -> Chip:
     Every device of every crossbar drifts with its own ``nu`` (``Crossbar.devices.nu``), both
     the visible conductances the array reads (``g_plus_S``, ``g_minus_S``) and the hidden
     ones pulses move (``hidden_S``); a crossbar whose card has no ``drift`` section, and
-    stuck devices, are unchanged. Nothing else of the chip changes.
+    stuck devices, are unchanged. A Tiki-Taka crossbar's fast array drifts under its own
+    card. Nothing else of the chip changes.
 
     **Arguments:** ``cards`` crossbar name -> its card (``Circuit.devices``); ``t_s`` time
     since programming in seconds (> 0; no drift before the card's ``t0_s``).
@@ -40,8 +42,14 @@ def drift_chip(chip: Chip, cards: Mapping[str, DeviceCard], t_s: float) -> Chip:
         card = cards[name]
         visible = drift_conductance(card, xb.devices, jnp.stack([xb.g_plus_S, xb.g_minus_S]), t_s)
         hidden = drift_conductance(card, xb.devices, xb.hidden_S, t_s)
+        tt = xb.tiki_taka
+        if tt is not None:
+            pair = jnp.stack([tt.g_plus_S, tt.g_minus_S])
+            fast = drift_conductance(tt.card, tt.devices, pair, t_s)
+            fast_hidden = drift_conductance(tt.card, tt.devices, tt.hidden_S, t_s)
+            tt = dataclasses.replace(tt, g_plus_S=fast[0], g_minus_S=fast[1], hidden_S=fast_hidden)
         out[name] = dataclasses.replace(
-            xb, g_plus_S=visible[0], g_minus_S=visible[1], hidden_S=hidden
+            xb, g_plus_S=visible[0], g_minus_S=visible[1], hidden_S=hidden, tiki_taka=tt
         )
     return dataclasses.replace(chip, crossbars=out)
 
@@ -55,7 +63,8 @@ def reference_read(
     the bias line), where ``G_r`` is one read of the visible conductances with the card's
     relative read noise (fresh per device, from ``key``) and ``g_f`` the crossbar's
     forward output gain. Periphery noise and the ADC are left out (averaged over all
-    outputs of the read they vanish).
+    outputs of the read they vanish). A Tiki-Taka crossbar with ``gamma > 0`` adds ``gamma``
+    times the same read of its fast array.
 
     **Arguments:** ``key`` needed only when ``card.read_noise_rel > 0``.
 
@@ -64,4 +73,9 @@ def reference_read(
     pair = jnp.stack([crossbar.g_plus_S, crossbar.g_minus_S])
     read = read_conductance(card, pair, key=key)
     w = (read[0] - read[1]) / crossbar.g_unit_S
+    tt = crossbar.tiki_taka
+    if tt is not None and tt.spec.gamma != 0.0:
+        k_fast = None if key is None else jr.fold_in(key, 1)
+        fast = read_conductance(tt.card, jnp.stack([tt.g_plus_S, tt.g_minus_S]), key=k_fast)
+        w = w + jnp.float32(tt.spec.gamma) * (fast[0] - fast[1]) / tt.g_unit_S
     return crossbar.forward_gain[:, None] * w

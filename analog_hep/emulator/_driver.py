@@ -36,46 +36,19 @@ from ..drivers.validate import (
 )
 from ..errors import OutOfRange, SpecError, UnsupportedCapability
 from ..physics import (
+    coincidence_step,
     is_holomorphic,
-    maybe_refresh,
     normalised_scale_S,
-    outer_product_update,
-    resample_visible,
-    write_noise_std_S,
     write_verify,
 )
 from ..spec import SEED_MAX, Circuit, check_fits
 from ._chip import Chip, Crossbar, fabricate
+from ._pairs import update_pair as _update_pair
+from ._pairs import visible_after as _visible
 from ._phases import NudgePlan, dac, free_phase, measure, nudge_phases, nudge_schedule
+from ._tiki_taka import tiki_taka_step
 
 __all__ = ["EmulatorDriver"]
-
-
-def _visible(card, hidden_old, hidden_new, visible_old, key):
-    """Write noise: devices that were written get a fresh visible conductance."""
-    if not write_noise_std_S(card):
-        return hidden_new
-    return resample_visible(card, hidden_new, visible_old, hidden_new != hidden_old, key=key)
-
-
-def _update_pair(
-    card, devices, g_pair, visible, cols, rows, lr, g_unit_S, n_updates, mode, bit_length, key
-):
-    k_upd, k_ref, k_vis = jr.split(key, 3)
-    g_new, rep = outer_product_update(
-        card,
-        devices,
-        g_pair,
-        cols,
-        rows,
-        lr=lr,
-        g_unit_S=g_unit_S,
-        mode=mode,
-        bit_length=bit_length,
-        key=k_upd,
-    )
-    g_new, _ = maybe_refresh(card, devices, g_new, n_updates, key=k_ref)
-    return g_new, _visible(card, g_pair, g_new, visible, k_vis), rep
 
 
 def _program_pair(card, devices, g_pair, visible, delta_w, g_unit_S, tolerance_S, max_pulses, key):
@@ -262,7 +235,7 @@ class EmulatorDriver:
         # refuses one that cannot fit before allocating it; one sample at one point.
         check_fits(circuit.spec, batch=1, points=1, path=circuit.path, text=circuit.text)
         self.chip, self.clipped_at_fabrication = fabricate(
-            circuit.spec, dict(circuit.devices), self.chip_seed
+            circuit.spec, dict(circuit.devices), self.chip_seed, fast_devices=circuit.fast_devices
         )
         config = dataclasses.replace(self.chip.config, unroll=unroll)
         self.chip = dataclasses.replace(self.chip, config=config)
@@ -307,13 +280,50 @@ class EmulatorDriver:
                 outer_product_update=True,
                 program_delta=True,
                 checkpoint=True,
+                update_schemes=self._update_schemes(),
             ),
             free_steps=cfg.free_steps,
             nudge_steps=cfg.nudge_steps,
             dt_s=dyn.dt_s if dyn.mode == "continuous" else None,
             holomorphic=is_holomorphic(cfg.activation),
-            extra={"chip_seed": self.chip_seed, "noisy": self.chip.noisy},
+            extra={
+                "chip_seed": self.chip_seed,
+                "noisy": self.chip.noisy,
+                "dw_min": self._pulse_steps(),
+                # Most pulses one device gets from one update call (the pulse trains' length).
+                "pulse_cap": int(self.circuit.spec.periphery.bit_length),
+                **self._tiki_taka_extra(),
+            },
         )
+
+    def _update_schemes(self) -> tuple[str, ...]:
+        """``("tiki_taka",)`` when the crossbars have a fast array (the spec allows all or
+        none): ``apply_outer_product`` then pulses ``A`` and transfers; else ``("direct",)``."""
+        if any(xb.tiki_taka is not None for xb in self.chip.crossbars.values()):
+            return ("tiki_taka",)
+        return ("direct",)
+
+    def _tiki_taka_extra(self) -> dict[str, Any]:
+        """``{"tiki_taka": {crossbar: settings}}`` (plain JSON) for a Tiki-Taka chip: the
+        crossbar's ``tiki_taka`` block as given, plus ``fast_card``, the name of ``A``'s card."""
+        out = {}
+        for name, xb in self.chip.crossbars.items():
+            if xb.tiki_taka is not None:
+                out[name] = {**xb.tiki_taka.spec.settings(), "fast_card": xb.tiki_taka.card.name}
+        return {"tiki_taka": out} if out else {}
+
+    def _pulse_steps(self) -> dict[str, float]:
+        """One pulse's mean weight change per crossbar (the mixed-precision scheme's
+        ``dw_min``); crossbars of ideal devices (exact updates) are left out. The devices'
+        steps are drawn once at fabrication, so this is computed once."""
+        if getattr(self, "_steps", None) is None:
+            steps = {}
+            for name, xb in self.chip.crossbars.items():
+                step = coincidence_step(self.circuit.devices[name], xb.devices, xb.g_unit_S)
+                if step is not None:
+                    steps[name] = step
+            self._steps = steps
+        return dict(self._steps)
 
     # -- settling ----------------------------------------------------------------------------
 
@@ -374,6 +384,8 @@ class EmulatorDriver:
         rows = jnp.asarray(rows, jnp.float32)
         cols = jnp.asarray(cols, jnp.float32)
         per = self.circuit.spec.periphery
+        if xb.tiki_taka is not None:
+            return self._apply_tiki_taka(name, rows, cols, lr)
         hidden, g_plus, g_minus, rep, ok = _outer_product_step(
             self.circuit.devices[name],
             xb,
@@ -392,6 +404,39 @@ class EmulatorDriver:
         self._calls += 1
         self._updates[name] += 1
         self._set_pair(name, hidden, g_plus, g_minus)
+        return UpdateReport(
+            crossbar=name,
+            pulses=int(rep.pulses_applied),
+            clipped_bound=int(rep.n_clipped_bound),
+            clipped_request=int(rep.n_clipped_request),
+            requested_norm=float(rep.requested_norm),
+            realised_norm=float(rep.realised_norm),
+        )
+
+    def _apply_tiki_taka(
+        self, name: str, rows: jax.Array, cols: jax.Array, lr: float
+    ) -> UpdateReport:
+        """``apply_outer_product`` on a Tiki-Taka crossbar: pulses into ``A``, and a transfer
+        into ``C`` on every ``transfer_every``-th update (``_tiki_taka.tiki_taka_step``)."""
+        per = self.circuit.spec.periphery
+        new, rep, ok = tiki_taka_step(
+            self.circuit.devices[name],
+            self.chip.crossbars[name],
+            cols,
+            rows,
+            jnp.float32(lr),
+            np.asarray(self._updates[name] + 1, np.int32),
+            self._base_key,
+            np.asarray(self._calls + 1, np.int32),
+            per.update_mode,
+            per.bit_length,
+        )
+        ok, rep = jax.device_get((ok, rep))
+        if not ok:
+            raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
+        self._calls += 1
+        self._updates[name] += 1
+        self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
         return UpdateReport(
             crossbar=name,
             pulses=int(rep.pulses_applied),
@@ -447,6 +492,15 @@ class EmulatorDriver:
             state[f"{n}/g_minus_S"] = np.asarray(xb.g_minus_S)
             state[f"{n}/hidden_S"] = np.asarray(xb.hidden_S)
             state[f"{n}/updates"] = np.asarray(self._updates[n], np.int64)
+            tt = xb.tiki_taka
+            if tt is not None:
+                state[f"{n}/tiki_taka/g_plus_S"] = np.asarray(tt.g_plus_S)
+                state[f"{n}/tiki_taka/g_minus_S"] = np.asarray(tt.g_minus_S)
+                state[f"{n}/tiki_taka/hidden_S"] = np.asarray(tt.hidden_S)
+                state[f"{n}/tiki_taka/buffer"] = np.asarray(tt.buffer)
+                state[f"{n}/tiki_taka/pointer"] = np.asarray(tt.pointer, np.int64)
+                state[f"{n}/tiki_taka/column_reads"] = np.asarray(tt.column_reads, np.int64)
+                state[f"{n}/tiki_taka/transfers"] = np.asarray(tt.transfers, np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -458,6 +512,29 @@ class EmulatorDriver:
             )
             self._set_pair(n, jnp.asarray(state[f"{n}/hidden_S"]), pair[0], pair[1])
             self._updates[n] = int(state[f"{n}/updates"])
+            if self.chip.crossbars[n].tiki_taka is not None:
+                self._load_tiki_taka(n, state)
+
+    def _load_tiki_taka(self, name: str, state: dict[str, np.ndarray]) -> None:
+        """Crossbar ``name``'s fast array and transfer state from ``state``."""
+        xb = self.chip.crossbars[name]
+        assert xb.tiki_taka is not None
+
+        def get(key: str, dtype: Any) -> jax.Array:
+            return jnp.asarray(np.asarray(state[f"{name}/tiki_taka/{key}"]).astype(dtype))
+
+        tt = dataclasses.replace(
+            xb.tiki_taka,
+            g_plus_S=get("g_plus_S", np.float32),
+            g_minus_S=get("g_minus_S", np.float32),
+            hidden_S=get("hidden_S", np.float32),
+            buffer=get("buffer", np.float32),
+            pointer=get("pointer", np.int32),
+            column_reads=get("column_reads", np.int32),
+            transfers=get("transfers", np.int32),
+        )
+        new = dataclasses.replace(xb, tiki_taka=tt)
+        self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
 
     def close(self) -> None:
         self._closed = True

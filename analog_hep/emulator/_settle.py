@@ -90,13 +90,21 @@ class SettleOut(NamedTuple):
 
 
 def prepare_reads(chip: Chip) -> dict[str, Read]:
-    """Effective weights and read-noise coefficients of every crossbar."""
+    """Effective weights and read-noise coefficients of every crossbar (for a Tiki-Taka
+    crossbar ``W = C + gamma A``, and ``A``'s device read noise times ``gamma``)."""
     reads = {}
     for name, xb in chip.crossbars.items():
         w, b = xb.weights()
         dev_var = None
         if xb.read_noise_rel > 0:
             dev_var = (xb.read_noise_rel / xb.g_unit_S) ** 2 * (xb.g_plus_S**2 + xb.g_minus_S**2)
+        tt = xb.tiki_taka
+        if tt is not None and tt.spec.gamma > 0 and tt.read_noise_rel > 0:
+            # W = C + gamma A: A's devices are read too, their noise scaled by gamma.
+            fast_var = (tt.spec.gamma * tt.read_noise_rel / tt.g_unit_S) ** 2 * (
+                tt.g_plus_S**2 + tt.g_minus_S**2
+            )
+            dev_var = fast_var if dev_var is None else dev_var + fast_var
         reads[name] = Read(w, b, xb.forward_gain, xb.transpose_gain, dev_var)
     return reads
 

@@ -16,6 +16,9 @@ from ._estimators import classic_estimate as classic_estimate
 from ._estimators import couplings as couplings
 from ._estimators import dphi_dtheta as dphi_dtheta
 from ._estimators import hep_estimate as hep_estimate
+from ._mixed_precision import MixedPrecisionState as MixedPrecisionState
+from ._mixed_precision import mixed_precision as mixed_precision
+from ._mixed_precision import pulse_counts as pulse_counts
 from ._plan import HepConfig as HepConfig
 from ._plan import plan as plan
 from ._schedules import circle_betas as circle_betas

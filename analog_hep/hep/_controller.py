@@ -29,6 +29,7 @@ import optax
 from ..drivers import Driver, NudgeSchedule, Settled, UpdateReport
 from ._circle import circle_check, circle_threshold
 from ._estimators import Coupling, couplings
+from ._mixed_precision import mixed_precision, pulse_factors
 from ._plan import HepConfig, Plan, plan, with_beta
 from ._signals import Factors, dense, outer_factors, point_weights
 from ._state import ControllerState, init_state, state_arrays, state_from_arrays
@@ -199,6 +200,18 @@ class Controller:
         else:
             self.lr_fn = optax.constant_schedule(cfg.lr)
         self.optimizer = optax.sgd(self.lr_fn, momentum=cfg.momentum or None)
+        steps = self._plan.pulse_steps
+        if steps is not None:
+            # The accumulator's state is part of the optimizer's: checkpoints carry it.
+            self.optimizer = optax.chain(
+                self.optimizer,
+                mixed_precision(
+                    steps,
+                    threshold=cfg.mp_threshold,
+                    accumulator_bits=cfg.mp_accumulator_bits,
+                    max_pulses=self._plan.max_pulses,
+                ),
+            )
         shapes = {c.name: (c.n_out, c.n_in + 1) for c in self.desc.crossbars}
         self.state: ControllerState = init_state(self.optimizer, shapes, cfg.beta)
         self._planned = cfg.beta  # the |beta| of self._plan
@@ -371,7 +384,16 @@ class Controller:
         if not math.isnan(report.circle_ratio):
             beta, warned = self._react(state, report, np.asarray(ratio), keep)
         opt_state = state.opt_state
-        if p.use_outer_product:
+        if p.pulse_steps is not None:
+            # Mixed precision: whole pulses from the accumulator, one request per crossbar.
+            updates, opt_state = self.optimizer.update(dense(factors), state.opt_state)
+            for name in self.names:
+                if p.use_outer_product:
+                    rows, cols = pulse_factors(updates[name])
+                    report.updates.append(self.driver.apply_outer_product(name, rows, cols, lr=1.0))
+                else:
+                    report.updates.append(self.driver.program_delta(name, updates[name]))
+        elif p.use_outer_product:
             # Plain SGD: the chip applies the factors themselves; the dense gradient is never
             # formed on the digital side.
             lr = float(self.lr_fn(state.step_count))

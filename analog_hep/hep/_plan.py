@@ -54,6 +54,12 @@ class Plan:
     """The guard (``HepSettings.guard``)."""
     rescue: NudgeSchedule | None = None
     """The second settle of the ``symmetric`` and ``half_beta`` guards (``None``: none)."""
+    pulse_steps: dict[str, float] | None = None
+    """``mixed_precision``: one pulse's weight change per crossbar (``None``: another
+    scheme)."""
+    max_pulses: int = 0
+    """``mixed_precision``: most pulses per weight and step (the setting, at most what the
+    chip applies in one call, ``describe().extra["pulse_cap"]``)."""
 
     @property
     def rescue_method(self) -> Method:
@@ -124,7 +130,20 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
     if method in ("hep", "online") and points > 2:
         fallback = _schedule("symmetric", 2, cfg.beta, cfg)
     ramp = cfg.ramp_points if sequential else 0
-    plain_sgd = cfg.momentum == 0.0
+    steps = _scheme(desc, cfg)
+    max_pulses = cfg.mp_max_pulses
+    cap = desc.extra.get("pulse_cap")
+    if steps is not None and cap is not None and max_pulses > int(cap):
+        # Pulses beyond what one call applies would be cut by the chip and lost from the
+        # accumulator: the excess stays in chi instead.
+        messages.append(
+            f"mixed_precision: max_pulses {max_pulses} is more than chip {desc.name!r} applies "
+            f"in one update ({int(cap)}): sending at most {int(cap)} per weight and step"
+        )
+        max_pulses = int(cap)
+    # The mixed-precision accumulator forms the dense update on the digital side anyway, and
+    # sends whole pulses as outer products whatever the optimizer: momentum is fine there.
+    plain_sgd = cfg.momentum == 0.0 or steps is not None
     if cfg.update == "outer_product":
         if not caps.outer_product_update:
             raise UnsupportedCapability("the chip has no parallel outer-product update")
@@ -155,7 +174,43 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
         ramp=ramp,
         guard=guard,
         rescue=_rescue(method, points, cfg.beta, cfg, sequential, guard),
+        pulse_steps=steps,
+        max_pulses=max_pulses,
     )
+
+
+def _scheme(desc: ChipDescription, cfg: HepConfig) -> dict[str, float] | None:
+    """Check the update scheme against the chip; for ``mixed_precision`` return one pulse's
+    weight change per crossbar (the setting, else the chip's ``extra["dw_min"]``)."""
+    schemes = tuple(getattr(desc.capabilities, "update_schemes", ("direct",)))
+    if cfg.update_scheme == "tiki_taka" and "tiki_taka" not in schemes:
+        raise UnsupportedCapability(
+            f"update_scheme tiki_taka needs a chip with a second (fast) array per crossbar: "
+            f"chip {desc.name!r} offers {', '.join(schemes)} (give its crossbars a tiki_taka "
+            "block, docs/devices.md)"
+        )
+    if cfg.update_scheme != "tiki_taka" and "direct" not in schemes:
+        # The chip routes every update through its own scheme (a Tiki-Taka chip's fast
+        # array): training as if the updates reached the weights would be wrong.
+        raise UnsupportedCapability(
+            f"update_scheme {cfg.update_scheme} needs updates that reach the weights "
+            f"directly: chip {desc.name!r} applies them through {', '.join(schemes)} only "
+            f"(set update_scheme: {schemes[0]})"
+        )
+    if cfg.update_scheme != "mixed_precision":
+        return None
+    if cfg.mp_dw_min > 0:
+        return {c.name: float(cfg.mp_dw_min) for c in desc.crossbars}
+    described = desc.extra.get("dw_min") or {}
+    missing = [c.name for c in desc.crossbars if c.name not in described]
+    if missing:
+        raise UnsupportedCapability(
+            f"update_scheme mixed_precision needs one pulse's weight change (dw_min) of "
+            f"crossbar(s) {', '.join(missing)}: chip {desc.name!r} does not describe it "
+            "(describe().extra['dw_min']; ideal devices have no pulses): give "
+            "training.mixed_precision.dw_min (--mp-dw-min)"
+        )
+    return {c.name: float(described[c.name]) for c in desc.crossbars}
 
 
 def _rescue(

@@ -31,7 +31,14 @@ from ._pulse import has_c2c_noise as has_c2c_noise
 from ._pulse import n_pulses as n_pulses
 from ._pulse import pulse_noise_S as pulse_noise_S
 from ._pulse import pulse_step as pulse_step
+from ._transfer import TransferReport as TransferReport
+from ._transfer import buffer_pulses as buffer_pulses
+from ._transfer import chopper_signs as chopper_signs
+from ._transfer import read_columns as read_columns
+from ._transfer import transfer as transfer
+from ._transfer import transfer_mask as transfer_mask
 from ._update import UpdateReport as UpdateReport
+from ._update import coincidence_step as coincidence_step
 from ._update import default_scheme as default_scheme
 from ._update import outer_product_update as outer_product_update
 from ._write_noise import resample_visible as resample_visible

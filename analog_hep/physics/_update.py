@@ -53,7 +53,7 @@ from ..spec import DeviceCard, IdealResponse
 from ._device_array import DeviceArray
 from ._pulse import apply_delta_exact, apply_pulse_counts, has_c2c_noise
 
-__all__ = ["UpdateReport", "default_scheme", "outer_product_update"]
+__all__ = ["UpdateReport", "coincidence_step", "default_scheme", "outer_product_update"]
 
 _F32 = jnp.float32
 _MODES = ("stochastic", "expected", "pulse_count")
@@ -101,6 +101,18 @@ def _coincidence_step(devices: DeviceArray, g_unit_S: Array, scheme: str) -> Arr
     if scheme == "one_sided":
         return up_S / g_unit_S
     return (up_S + _mean_live(devices.dw_down_S, live)) / g_unit_S
+
+
+def coincidence_step(
+    card: DeviceCard, devices: DeviceArray, g_unit_S: float, scheme: str | None = None
+) -> float | None:
+    """Mean weight change of one pulse coincidence on a crossbar (dimensionless), as the
+    update uses it (``Δw₁`` of the module docstring; ``scheme`` ``None``:
+    :func:`default_scheme`); ``None`` for an ``ideal`` card (exact updates, no pulses)."""
+    if isinstance(card.response, IdealResponse):
+        return None
+    scheme = default_scheme(card) if scheme is None else scheme
+    return float(_coincidence_step(devices, jnp.asarray(g_unit_S, _F32), scheme))
 
 
 def _pair_pulses(counts: Array, sign: Array, scheme: str) -> tuple[Array, Array]:

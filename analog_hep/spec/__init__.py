@@ -9,6 +9,7 @@ from ._base import FieldError as FieldError
 from ._base import SpecModel as SpecModel
 from ._circuit import DEFAULT_TRAINING as DEFAULT_TRAINING
 from ._circuit import SEED_MAX as SEED_MAX
+from ._circuit import AccumulatorBits as AccumulatorBits
 from ._circuit import ActivationSpec as ActivationSpec
 from ._circuit import CircuitSpec as CircuitSpec
 from ._circuit import CrossbarSpec as CrossbarSpec
@@ -16,6 +17,7 @@ from ._circuit import CrossbarsSpec as CrossbarsSpec
 from ._circuit import DynamicsSpec as DynamicsSpec
 from ._circuit import InitSpec as InitSpec
 from ._circuit import MappingSpec as MappingSpec
+from ._circuit import MixedPrecisionSpec as MixedPrecisionSpec
 from ._circuit import NeuronSpec as NeuronSpec
 from ._circuit import OptimizerSpec as OptimizerSpec
 from ._circuit import PeripherySpec as PeripherySpec
@@ -52,6 +54,7 @@ from ._resolve import available_circuits as available_circuits
 from ._resolve import available_devices as available_devices
 from ._resolve import find_circuit as find_circuit
 from ._resolve import find_device_card as find_device_card
+from ._tiki_taka import TikiTakaSpec as TikiTakaSpec
 from ._yaml import KeyPath as KeyPath
 from ._yaml import format_path as format_path
 from ._yaml import line_of as line_of

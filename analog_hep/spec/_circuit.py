@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from .._hep_settings import (
+    MIXED_PRECISION_FIELDS,
     OPTIMIZER_FIELDS,
     CircleReaction,
     Guard,
@@ -22,12 +23,15 @@ from .._hep_settings import (
     LrSchedule,
     Method,
     UpdatePath,
+    UpdateScheme,
 )
 from ._base import FieldError, SpecModel
+from ._tiki_taka import TikiTakaSpec
 
 __all__ = [
     "DEFAULT_TRAINING",
     "SEED_MAX",
+    "AccumulatorBits",
     "ActivationSpec",
     "CircuitSpec",
     "CrossbarSpec",
@@ -35,6 +39,7 @@ __all__ = [
     "DynamicsSpec",
     "InitSpec",
     "MappingSpec",
+    "MixedPrecisionSpec",
     "NeuronSpec",
     "OptimizerSpec",
     "PeripherySpec",
@@ -69,6 +74,16 @@ def _check_seed(value: int) -> int:
 
 
 Seed = Annotated[int, AfterValidator(_check_seed)]
+
+
+def _check_bits(value: int) -> int:
+    if value == 1 or not 0 <= value <= 32:
+        raise ValueError(f"expected 0 (float32) or 2 ... 32 bits (a sign and more), found {value}")
+    return value
+
+
+AccumulatorBits = Annotated[int, AfterValidator(_check_bits)]
+"""Bits of a signed fixed-point accumulator: 0 (float32) or 2 ... 32."""
 
 
 class ActivationSpec(SpecModel):
@@ -162,6 +177,11 @@ class CrossbarSpec(SpecModel):
     init: InitSpec | None = None
     mapping: MappingSpec | None = None
     bias: bool | None = Field(default=None, description="has a bias row driven at 1")
+    tiki_taka: TikiTakaSpec | None = Field(
+        default=None,
+        description="Tiki-Taka update (a fast array A and transfers to this array); an "
+        "override's block replaces the default's whole",
+    )
 
 
 class CrossbarsSpec(SpecModel):
@@ -293,6 +313,27 @@ class OptimizerSpec(SpecModel):
 _HEP = HepSettings()  # the defaults live in analog_hep._hep_settings, nowhere else
 
 
+class MixedPrecisionSpec(SpecModel):
+    """The digital accumulator of ``update_scheme: mixed_precision`` (Nandakumar et al.,
+    Front. Neurosci. 2020; docs/devices.md, "Update schemes"). Units of one device pulse's
+    weight change ``dw_min`` (dimensionless weights)."""
+
+    threshold: Pos = Field(
+        default=_HEP.mp_threshold, description="pulses are sent once |chi| >= threshold dw_min"
+    )
+    accumulator_bits: AccumulatorBits = Field(
+        default=_HEP.mp_accumulator_bits,
+        description="bits of the signed fixed-point accumulator (0: float32)",
+    )
+    max_pulses: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=_HEP.mp_max_pulses, description="most pulses per weight and step"
+    )
+    dw_min: NonNeg = Field(
+        default=_HEP.mp_dw_min,
+        description="weight change of one pulse (0: as the chip describes it)",
+    )
+
+
 class TrainingSpec(SpecModel):
     """How ``analog-hep train`` trains this chip (command-line options override these).
 
@@ -319,15 +360,20 @@ class TrainingSpec(SpecModel):
     hep_schedule: HepSchedule = _HEP.hep_schedule
     ramp_points: Annotated[int, Field(ge=0, le=64)] = _HEP.ramp_points
     guard: Guard = _HEP.guard
+    update_scheme: UpdateScheme = _HEP.update_scheme
+    mixed_precision: MixedPrecisionSpec = MixedPrecisionSpec()
 
     def hep_settings(self) -> HepSettings:
-        """The section's hEP settings (the optimizer's flattened in)."""
-        return HepSettings(
-            **{
-                name: getattr(self.optimizer if name in OPTIMIZER_FIELDS else self, name)
-                for name in _HEP.__dataclass_fields__
-            }
-        )
+        """The section's hEP settings (the optimizer's and the accumulator's flattened in)."""
+
+        def get(name: str) -> object:
+            if name in OPTIMIZER_FIELDS:
+                return getattr(self.optimizer, name)
+            if name in MIXED_PRECISION_FIELDS:
+                return getattr(self.mixed_precision, MIXED_PRECISION_FIELDS[name])
+            return getattr(self, name)
+
+        return HepSettings(**{name: get(name) for name in _HEP.__dataclass_fields__})
 
 
 DEFAULT_TRAINING = TrainingSpec(
@@ -376,6 +422,15 @@ class CircuitSpec(SpecModel):
                     ("crossbars", "overrides", key),
                     f"unknown crossbar {key!r}; {hint}this circuit has {', '.join(names)}",
                 )
+        tiki = [n for n in names if self.crossbar(n).tiki_taka is not None]
+        if tiki and len(tiki) != len(names):
+            plain = [n for n in names if n not in tiki]
+            raise FieldError(
+                ("crossbars", "overrides", tiki[0], "tiki_taka"),
+                f"tiki_taka must be on every crossbar or on none (a chip trains with one update "
+                f"scheme), found it on {', '.join(tiki)} but not on {', '.join(plain)}: put it "
+                "under crossbars.default",
+            )
         return self
 
     @property
@@ -390,7 +445,7 @@ class CircuitSpec(SpecModel):
         base = self.crossbars.default
         if over is None:
             return base
-        fields = ("device", "init", "mapping", "bias")
+        fields = ("device", "init", "mapping", "bias", "tiki_taka")
         return base.model_copy(
             update={k: getattr(over, k) for k in fields if getattr(over, k) is not None}
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -18,9 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
 from ._circuit import CircuitSpec
-from ._device import DeviceCard
+from ._device import DeviceCard, IdealResponse
 from ._errors import spec_error
 from ._resolve import find_circuit, find_device_card, is_path_ref
+from ._tiki_taka import stall_problem
 from ._yaml import KeyPath, YamlDoc, format_path, line_of, load_yaml, read_yaml
 
 __all__ = [
@@ -49,7 +50,11 @@ class Circuit:
       per name in ``spec.crossbar_names``.
     - ``path``: the circuit file, or ``None`` when built from text.
     - ``text``: the circuit's YAML source (for run records).
-    - ``device_texts``: card name -> the card's YAML source (for run records).
+    - ``device_texts``: card name -> the card's YAML source (for run records), fast-array
+      cards included.
+    - ``fast_devices``: crossbar name -> the card of its Tiki-Taka fast array ``A``
+      (``tiki_taka.fast_device``, or the crossbar's own card when that is null), one entry
+      per crossbar with a ``tiki_taka`` block; empty without Tiki-Taka.
     """
 
     spec: CircuitSpec
@@ -57,6 +62,7 @@ class Circuit:
     path: str | None
     text: str
     device_texts: Mapping[str, str]
+    fast_devices: Mapping[str, DeviceCard] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def parse_spec(model: type[M], data: Any, *, path: str, lines: Mapping[KeyPath, int]) -> M:
@@ -114,6 +120,34 @@ def _device_line(spec: CircuitSpec, crossbar: str) -> KeyPath:
     return ("crossbars", "default", "device")
 
 
+def _fast_line(spec: CircuitSpec, crossbar: str, key: str) -> KeyPath:
+    """Path of the ``tiki_taka`` block (``key`` ``""``) or of one of its keys that this
+    crossbar takes."""
+    override = spec.crossbars.overrides.get(crossbar)
+    base = ("crossbars", "default")
+    if override is not None and override.tiki_taka is not None:
+        base = ("crossbars", "overrides", crossbar)
+    return (*base, "tiki_taka", key) if key else (*base, "tiki_taka")
+
+
+def _transfer_problem(spec: CircuitSpec, crossbar: str, card: DeviceCard) -> str | None:
+    """Why this crossbar's Tiki-Taka transfers can never move its array ``C`` (or None)."""
+    xspec = spec.crossbar(crossbar)
+    tt, mapping = xspec.tiki_taka, xspec.mapping
+    assert tt is not None and mapping is not None
+    resp = card.response
+    if isinstance(resp, IdealResponse):
+        return (
+            f"tiki_taka moves C by whole pulses, but C's device card {card.name!r} is ideal "
+            "(exact updates, no pulse step): give the crossbar a pulsed device card"
+        )
+    # C's nominal pulse step in weight units: dw_min normalised units, times siemens per
+    # normalised unit, over siemens per weight unit; a balanced pair moves both devices.
+    per_device = resp.dw_min * mapping.w_max / (resp.w_max - resp.w_min)
+    dw_c = per_device if card.refresh is not None else 2.0 * per_device
+    return stall_problem(tt, dw_c=dw_c, read_max=mapping.w_max)
+
+
 def _card_from_record(ref: str, texts: Mapping[str, str] | None) -> tuple[str, str] | None:
     """``(key, text)`` of a recorded card that ``ref`` names (by name or file stem)."""
     if not texts:
@@ -151,11 +185,11 @@ def _build_circuit(
     spec = parse_spec(CircuitSpec, doc.data, path=doc.path, lines=doc.lines)
     by_ref: dict[str, tuple[DeviceCard, str]] = {}
     devices: dict[str, DeviceCard] = {}
+    fast: dict[str, DeviceCard] = {}
     texts: dict[str, str] = {}
-    for crossbar in spec.crossbar_names:
-        ref = spec.crossbar(crossbar).device
-        assert ref is not None  # CrossbarsSpec requires a default device
-        key_path = _device_line(spec, crossbar)
+
+    def card_at(ref: str, key_path: KeyPath) -> DeviceCard:
+        """The card ``ref`` names at ``key_path``, loaded once; its text recorded."""
         where = f"{doc.path}:{line_of(doc.lines, key_path)}: {format_path(key_path)}"
         if ref not in by_ref:
             try:
@@ -169,13 +203,30 @@ def _build_circuit(
                 "cards must have distinct names (run records key them by name)"
             )
         texts[card.name] = text
-        devices[crossbar] = card
+        return card
+
+    for crossbar in spec.crossbar_names:
+        xspec = spec.crossbar(crossbar)
+        ref = xspec.device
+        assert ref is not None  # CrossbarsSpec requires a default device
+        devices[crossbar] = card_at(ref, _device_line(spec, crossbar))
+        tt = xspec.tiki_taka
+        if tt is None:
+            continue
+        fast_ref = ref if tt.fast_device is None else tt.fast_device
+        fast[crossbar] = card_at(fast_ref, _fast_line(spec, crossbar, "fast_device"))
+        problem = _transfer_problem(spec, crossbar, devices[crossbar])
+        if problem is not None:
+            key_path = _fast_line(spec, crossbar, "")
+            where = f"{doc.path}:{line_of(doc.lines, key_path)}: {format_path(key_path)}"
+            raise SpecError(f"{where}: {problem}")
     return Circuit(
         spec=spec,
         devices=MappingProxyType(devices),
         path=path,
         text=doc.text,
         device_texts=MappingProxyType(texts),
+        fast_devices=MappingProxyType(fast),
     )
 
 

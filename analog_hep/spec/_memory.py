@@ -29,6 +29,8 @@ __all__ = [
 # the two hidden conductances (4 float32), and a DeviceArray of shape (2, ...) per cell with 7
 # float32 parameters and one bool flag per device (emulator/_chip.py, physics/_device_array.py).
 CHIP_BYTES_PER_CELL = 4 * 4 + 2 * (7 * 4 + 1)
+# A Tiki-Taka crossbar's cell also has a fast pair (as much again) and its buffer H (float32).
+TIKI_TAKA_BYTES_PER_CELL = CHIP_BYTES_PER_CELL + 4
 # Per neuron: gain and offset mismatch (float32 each).
 CHIP_BYTES_PER_NEURON = 2 * 4
 # A training step's per-cell working memory: the effective weights (float32), the complex
@@ -64,16 +66,19 @@ class MemoryEstimate:
         return self.chip_bytes + self.step_bytes
 
 
-def _cells(spec: CircuitSpec) -> int:
-    """Crossbar cells: ``W{i}`` is ``layers[i+1] x (layers[i] + bias)``, then the readout."""
+def _cells(spec: CircuitSpec, *, tiki_taka: bool = False) -> int:
+    """Crossbar cells: ``W{i}`` is ``layers[i+1] x (layers[i] + bias)``, then the readout
+    (``tiki_taka``: those of the crossbars with a fast array only)."""
     layers = spec.layers
     shapes = [(layers[i + 1], layers[i]) for i in range(len(layers) - 1)]
     if "readout" in spec.crossbar_names:
         shapes.append((spec.readout.classes, layers[-1]))
     total = 0
     for name, (n_out, n_in) in zip(spec.crossbar_names, shapes, strict=True):
-        bias = spec.crossbar(name).bias
-        total += n_out * (n_in + (1 if bias else 0))
+        xspec = spec.crossbar(name)
+        if tiki_taka and xspec.tiki_taka is None:
+            continue
+        total += n_out * (n_in + (1 if xspec.bias else 0))
     return total
 
 
@@ -94,6 +99,7 @@ def estimate_memory(spec: CircuitSpec, *, batch: int, points: int) -> MemoryEsti
         spec.readout.classes if "readout" in spec.crossbar_names else 0
     )
     chip = cells * CHIP_BYTES_PER_CELL + neurons * CHIP_BYTES_PER_NEURON
+    chip += _cells(spec, tiki_taka=True) * TIKI_TAKA_BYTES_PER_CELL
     activity = batch * (points + 1) * (sum(spec.layers) + spec.readout.classes)
     step = cells * STEP_BYTES_PER_CELL + activity * STEP_BYTES_PER_ACTIVITY
     return MemoryEstimate(cells, neurons, batch, points, chip, step)

@@ -133,7 +133,7 @@ def gradcheck(
     """
     t0 = time.perf_counter()
     spec = with_overrides(circuit.spec, noise=noise, free_steps=free_steps, nudge_steps=nudge_steps)
-    chip, _ = fabricate(spec, dict(circuit.devices), spec.seed)
+    chip, _ = fabricate(spec, dict(circuit.devices), spec.seed, fast_devices=circuit.fast_devices)
     cfg = chip.config
     key = jr.PRNGKey(seed)
     k_data, k_free, k_nudge = jr.split(key, 3)

@@ -168,7 +168,7 @@ def stability_map(
         )
     t0 = time.perf_counter()
     spec = circuit.spec
-    chip, _ = fabricate(spec, dict(circuit.devices), spec.seed)
+    chip, _ = fabricate(spec, dict(circuit.devices), spec.seed, fast_devices=circuit.fast_devices)
     chip = chip.without_noise()
     cfg = chip.config
     t1 = cfg.free_steps if free_steps is None else int(free_steps)

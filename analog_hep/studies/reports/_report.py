@@ -230,11 +230,16 @@ def _train_sweep(sweep: SweepData, out_dir: Path, rep: Report, md: list[str]) ->
                 "train accuracy": _pm(r, "train_accuracy", 100),
                 "test accuracy": _pm(r, "test_accuracy", 100),
                 "dropped samples": _pm(r, "dropped_samples", 1, 0),
+                "pulses per weight": _pm(r, "pulses_per_weight", 1, 1),
+                "bound clips": _pm(r, "clipped_bound_total", 1, 0),
                 "seconds": _pm(r, "seconds", 1, 0),
             }
             for r in reps
         ]
-        cols_shown = [*conf, "n", "train accuracy", "test accuracy", "dropped samples", "seconds"]
+        cols_shown = [*conf, "n", "train accuracy", "test accuracy", "dropped samples"]
+        if "pulses_per_weight" in cols:
+            cols_shown += ["pulses per weight", "bound clips"]
+        cols_shown.append("seconds")
         md.append(_md_table(shown_rows, cols_shown) + "\n")
         rep.tables[f"{path}#replicates"] = reps
         f = _plot_replicates(reps, conf, out_dir / f"{_slug(path.stem)}_seeds.png")

@@ -33,6 +33,8 @@ _TRAIN_COLUMNS = (
     "dropped_updates",
     "dropped_samples",
     "pulses_total",
+    "pulses_per_weight",
+    "clipped_bound_total",
     "seconds",
 )
 
@@ -43,6 +45,9 @@ _TRAIN_PARAMS = (
     "beta",
     "hep_schedule",
     "guard",
+    "update_scheme",
+    "mp_threshold",
+    "mp_dw_min",
     "online_periods",
     "online_steps",
     "batch",
@@ -53,7 +58,14 @@ _TRAIN_PARAMS = (
     "seed",
 )
 # Columns averaged over replicates in the training sweep's second table.
-_REPLICATE_COLUMNS = ("train_accuracy", "test_accuracy", "dropped_samples", "seconds")
+_REPLICATE_COLUMNS = (
+    "train_accuracy",
+    "test_accuracy",
+    "dropped_samples",
+    "pulses_per_weight",
+    "clipped_bound_total",
+    "seconds",
+)
 
 
 def _replicate_rows(cols: dict[str, np.ndarray], varying: Sequence[str]) -> list[dict]:

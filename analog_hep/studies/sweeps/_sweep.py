@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import tempfile
 import time
@@ -262,11 +263,20 @@ def _run_train(point: Point, result: TaskResult, runs_dir: str | None = None) ->
         "dropped_samples": res.dropped_samples,
         "fallback_steps": res.fallback_steps,
         "pulses_total": int(np.sum(steps.get("pulses", np.zeros(0)))),
+        "pulses_per_weight": float(np.sum(steps.get("pulses", np.zeros(0)))) / _n_weights(circuit),
+        "clipped_bound_total": int(np.sum(steps.get("clipped_bound", np.zeros(0)))),
         "seconds": res.seconds,
         "group_size": 1,
     }
     result.rows.append(row)
     result.runs[point.key] = tables
+
+
+def _n_weights(circuit: Any) -> int:
+    """Weights of the chip, bias columns included (the pulses' denominator)."""
+    spec = circuit.spec
+    sizes = (*spec.layers, spec.readout.classes)
+    return sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
 
 
 def _message(err: BaseException) -> str:

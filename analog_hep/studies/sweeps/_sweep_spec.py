@@ -40,8 +40,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from ..._hep_settings import Guard, HepSchedule, LrSchedule, Method, UpdatePath
+from ..._hep_settings import Guard, HepSchedule, LrSchedule, Method, UpdatePath, UpdateScheme
 from ...spec import (
+    AccumulatorBits,
     Circuit,
     CircuitSpec,
     DeviceCard,
@@ -140,6 +141,11 @@ class TrainPoint(SpecModel):
     hep_schedule: HepSchedule | None = None
     ramp_points: Annotated[int, Field(ge=0, le=64)] | None = None
     guard: Guard | None = None
+    update_scheme: UpdateScheme | None = None
+    mp_threshold: Pos | None = None
+    mp_accumulator_bits: AccumulatorBits | None = None
+    mp_max_pulses: Annotated[int, Field(ge=1, le=1024)] | None = None
+    mp_dw_min: NonNeg | None = None
     seed: Seed | None = None
     dataset: str | None = None
     max_train: PosInt | None = None
@@ -232,13 +238,24 @@ class Point:
     device_texts: tuple[tuple[str, str], ...]
 
     def circuit(self) -> Circuit:
-        """The point's :class:`~analog_hep.spec.Circuit`."""
+        """The point's :class:`~analog_hep.spec.Circuit` (a Tiki-Taka crossbar's fast card:
+        its ``fast_device`` from the registry, else the crossbar's own card)."""
+        from ...spec import find_device_card, load_device
+
+        devices = dict(self.devices)
+        fast = {}
+        for name in self.spec.crossbar_names:
+            tt = self.spec.crossbar(name).tiki_taka
+            if tt is not None:
+                ref = tt.fast_device
+                fast[name] = devices[name] if ref is None else load_device(find_device_card(ref))
         return Circuit(
             spec=self.spec,
-            devices=MappingProxyType(dict(self.devices)),
+            devices=MappingProxyType(devices),
             path=None,
             text=self.circuit_text,
             device_texts=MappingProxyType(dict(self.device_texts)),
+            fast_devices=MappingProxyType(fast),
         )
 
     def columns(self) -> dict[str, Any]:
@@ -287,14 +304,46 @@ def replace_points(sweep: Sweep, points: tuple[Point, ...]) -> Sweep:
     return dataclasses.replace(sweep, points=points)
 
 
-def point_key(kind: str, params: BaseModel, spec: CircuitSpec, devices: Mapping[str, Any]) -> str:
-    """16 hex digits of SHA-256 over the point's effective circuit, cards and parameters."""
-    blob = {
-        "v": KEY_VERSION,
-        "kind": kind,
-        "params": params.model_dump(mode="json"),
-        "spec": spec.model_dump(mode="json"),
-        "devices": {n: c.model_dump(mode="json") for n, c in sorted(devices.items())},
+NEUTRAL_FIELDS: Mapping[str, tuple[Any, ...]] = MappingProxyType(
+    {
+        "update_scheme": (None, "direct"),
+        "mp_threshold": (None,),
+        "mp_accumulator_bits": (None,),
+        "mp_max_pulses": (None,),
+        "mp_dw_min": (None,),
+        "mixed_precision": (
+            {"threshold": 1.0, "accumulator_bits": 0, "max_pulses": 31, "dw_min": 0.0},
+        ),
+        "tiki_taka": (None,),
     }
+)
+"""Fields added after :data:`KEY_VERSION` 1 and the values that mean what a point meant
+before they existed: left out of the key, so a sweep's finished points keep their keys."""
+
+
+def _without_neutral(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_neutral(v)
+            for k, v in value.items()
+            if not (k in NEUTRAL_FIELDS and v in NEUTRAL_FIELDS[k])
+        }
+    if isinstance(value, list):
+        return [_without_neutral(v) for v in value]
+    return value
+
+
+def point_key(kind: str, params: BaseModel, spec: CircuitSpec, devices: Mapping[str, Any]) -> str:
+    """16 hex digits of SHA-256 over the point's effective circuit, cards and parameters
+    (fields of :data:`NEUTRAL_FIELDS` at a neutral value left out)."""
+    blob = _without_neutral(
+        {
+            "v": KEY_VERSION,
+            "kind": kind,
+            "params": params.model_dump(mode="json"),
+            "spec": spec.model_dump(mode="json"),
+            "devices": {n: c.model_dump(mode="json") for n, c in sorted(devices.items())},
+        }
+    )
     text = json.dumps(blob, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

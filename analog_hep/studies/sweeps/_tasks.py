@@ -88,7 +88,12 @@ def point_chip(point: Point) -> Chip:
     key = _chip_key(point)
     chip = _CHIPS.get(key)
     if chip is None:
-        chip, _ = fabricate(point.spec, dict(point.devices), point.spec.seed)
+        chip, _ = fabricate(
+            point.spec,
+            dict(point.devices),
+            point.spec.seed,
+            fast_devices=point.circuit().fast_devices,
+        )
         _CHIPS[key] = chip
         while len(_CHIPS) > _CHIP_CACHE_SIZE:
             _CHIPS.popitem(last=False)

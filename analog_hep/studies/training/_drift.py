@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax.numpy as jnp
 import jax.random as jr
@@ -38,7 +38,7 @@ import numpy as np
 
 from ...data import load_dataset
 from ...drivers import parse_driver_arg
-from ...emulator import Chip, EmulatorDriver, drift_chip, reference_read
+from ...emulator import Chip, EmulatorDriver, drift_chip, program_weights, reference_read
 from ...errors import SpecError
 from ...hep import Controller
 from ...spec import Circuit, circuit_from_text
@@ -146,7 +146,8 @@ class DriftResult:
     ``drift``: crossbar -> its card's ``{"card", "nu", "nu_dtod", "t0_s"}`` (``None`` for a
     card without a drift model); ``has_drift``: whether any crossbar drifts; ``note``: one
     line when none does; ``recorded_test_accuracy``: the record's test accuracy after the
-    checkpoint's epoch.
+    checkpoint's epoch; ``programmed``: the pair form the weights were programmed into
+    before the clock started (``None``: the conductances as trained).
     """
 
     record: str
@@ -160,6 +161,7 @@ class DriftResult:
     has_drift: bool
     note: str | None
     points: list[DriftPoint] = field(default_factory=list)
+    programmed: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (lists, dicts, floats), each point with its ``time`` in words."""
@@ -254,13 +256,16 @@ def evaluate_drift(
     *,
     seed: int | None = None,
     dataset: str | None = None,
+    program: Literal["one_sided", "balanced"] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DriftResult:
     """Evaluate the chip of run record ``path`` at ``times_s`` after its last programming.
 
     **Arguments:** ``times_s`` seconds since programming (each > 0); ``seed`` the
     evaluation's noise seed (default: the run's); ``dataset`` the data set whose test split
-    is evaluated (default: the run's).
+    is evaluated (default: the run's); ``program``: first program the trained weights once
+    into fresh pairs of this form (:func:`analog_hep.emulator.program_weights`, its noise
+    from ``seed``), as a chip is deployed; ``None``: the conductances as trained.
 
     **Returns:** a :class:`DriftResult` with one :class:`DriftPoint` per time, in order.
 
@@ -300,6 +305,10 @@ def evaluate_drift(
         calls = max(int(state0["calls"]) - math.ceil(ds.n_test / batch), 0)
         chip0 = driver.emulated_chip
         cards = dict(circuit.devices)
+        if program is not None:
+            chip0 = program_weights(
+                chip0, cards, scheme=program, key=jr.fold_in(jr.PRNGKey(seed), 2**20)
+            )
         drift = {
             n: None
             if c.drift is None
@@ -377,4 +386,5 @@ def evaluate_drift(
         has_drift=has_drift,
         note=note,
         points=points,
+        programmed=program,
     )
