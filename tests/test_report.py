@@ -353,3 +353,20 @@ def test_training_sweep_with_seeds_gives_mean_and_std_per_configuration(tmp_path
     text = rep.markdown.read_text()
     assert "Mean ± std over seeds" in text and "96.00 ± 1.00" in text
     assert any(f.name == "t_seeds.png" for f in rep.figures)
+
+
+def test_a_setting_of_another_update_scheme_is_a_dash():
+    """Issue 15: a sweep over update schemes shows mp_* only on mixed-precision rows and
+    tiki_taka fields only on Tiki-Taka rows (the others' stored defaults did not act)."""
+    from analog_hep.studies.reports._report_tables import _setting
+
+    cols = {
+        "update_scheme": np.array(["direct", "mixed_precision", "tiki_taka"]),
+        "mp_threshold": np.array([1.0, 16.0, 1.0]),
+        "set.crossbars.default.tiki_taka.transfer_lr": np.array([np.nan, np.nan, 0.1]),
+        "lr": np.array([0.2, 0.2, 0.2]),
+    }
+    assert [_setting(cols, "mp_threshold", i) for i in range(3)] == ["–", "16", "–"]
+    name = "set.crossbars.default.tiki_taka.transfer_lr"
+    assert [_setting(cols, name, i) for i in range(3)] == ["–", "–", "0.1"]
+    assert [_setting(cols, "lr", i) for i in range(3)] == ["0.2"] * 3

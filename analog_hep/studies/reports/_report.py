@@ -66,6 +66,7 @@ from ._report_tables import (
     _md_table,
     _pm,
     _replicate_rows,
+    _setting,
     _slug,
     _varying,
 )
@@ -202,12 +203,12 @@ def _train_sweep(sweep: SweepData, out_dir: Path, rep: Report, md: list[str]) ->
     params = list(_TRAIN_PARAMS) + sorted(k for k in cols if k.startswith("set."))
     varying = _varying(cols, params)
     labels = {
-        str(cols["key"][i]): ", ".join(f"{p}={_fmt(cols[p][i])}" for p in varying) or "run"
+        str(cols["key"][i]): ", ".join(f"{p}={_setting(cols, p, i)}" for p in varying) or "run"
         for i in range(n)
     }
     rows = []
     for i in range(n):
-        row = {p.removeprefix("set."): _fmt(cols[p][i]) for p in varying}
+        row = {p.removeprefix("set."): _setting(cols, p, i) for p in varying}
         for k in _TRAIN_COLUMNS:
             if k in cols:
                 row[k] = cols[k][i]

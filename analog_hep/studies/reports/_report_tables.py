@@ -75,7 +75,7 @@ def _replicate_rows(cols: dict[str, np.ndarray], varying: Sequence[str]) -> list
     conf = [v for v in varying if v not in _REPLICATES]
     groups: dict[tuple[str, ...], list[int]] = {}
     for i in range(len(cols["key"])):
-        groups.setdefault(tuple(_fmt(cols[c][i]) for c in conf), []).append(i)
+        groups.setdefault(tuple(_setting(cols, c, i) for c in conf), []).append(i)
     rows = []
     for label, idx in groups.items():
         row: dict[str, Any] = {c.removeprefix("set."): v for c, v in zip(conf, label, strict=True)}
@@ -111,6 +111,20 @@ def _fmt(v: Any) -> str:
             return "–"
         return f"{v:.4g}"
     return str(v)
+
+
+def _setting(cols: dict[str, np.ndarray], name: str, i: int) -> str:
+    """A training point's setting as a table cell; a setting of another update scheme than
+    the point's (``mp_*``, ``set.*.tiki_taka.*``) is a dash: it did not act."""
+    schemes = cols.get("update_scheme")
+    own = None
+    if name.startswith("mp_"):
+        own = "mixed_precision"
+    elif ".tiki_taka." in name:
+        own = "tiki_taka"
+    if own is not None and schemes is not None and str(schemes[i]) != own:
+        return "–"
+    return _fmt(cols[name][i])
 
 
 def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
