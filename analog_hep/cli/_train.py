@@ -50,8 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dataset",
         default=None,
         help=(
-            "digits | mnist:DIR | mnist-test:DIR | fashion-mnist:DIR | synthetic[:FxC] "
-            "(default: digits, or synthetic sized to a circuit no shipped dataset fits)"
+            "digits | mnist:DIR | mnist-test:DIR | fashion-mnist:DIR | cifar10:DIR | "
+            "cifar100:DIR | cifar100-coarse:DIR | imagenet32:DIR | synthetic[:FxC]; an image "
+            "set may end in ?augment=crop,flip&normalize=channel (quote it in the shell; "
+            "docs/data.md) (default: digits, or synthetic sized to a circuit no shipped "
+            "dataset fits)"
         ),
     )
     p.add_argument(
@@ -190,16 +193,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# (features, classes) of every built-in dataset (analog_hep/data: all have 10 classes), so
-# that the default dataset is chosen before anything is loaded or fabricated.
-_DATASET_SHAPES = {"digits": (64, 10), "mnist, mnist-test, fashion-mnist": (784, 10)}
+# (features, classes) of every built-in dataset, so that the default dataset is chosen
+# before anything is loaded or fabricated; the ones read from the user's files are named in
+# the error for a circuit of their shape.
+_DATASET_SHAPES = {
+    "digits": (64, 10),
+    "mnist:DIR, mnist-test:DIR or fashion-mnist:DIR": (784, 10),
+    "cifar10:DIR": (3072, 10),
+    "cifar100:DIR": (3072, 100),
+    "cifar100-coarse:DIR": (3072, 20),
+    "imagenet32:DIR": (3072, 1000),
+}
 
 
 def default_dataset(circuit: Circuit, given: str | None) -> tuple[str, str | None]:
     """The dataset spec to train ``circuit`` on, and a note when it was chosen for it.
 
     ``given`` wins (``synthetic`` without a shape is sized to the circuit). Without one:
-    digits; for a circuit of MNIST's shape, a one-line error (its files are the user's);
+    digits; for a circuit of the shape of a data set read from the user's files (MNIST,
+    CIFAR, ImageNet 32x32), a one-line error naming it;
     for a shape no shipped dataset has (the toy chip), ``synthetic:FxC`` of that shape.
     """
     spec = circuit.spec
@@ -209,11 +221,11 @@ def default_dataset(circuit: Circuit, given: str | None) -> tuple[str, str | Non
         return (sized, None) if given.strip().lower() == "synthetic" else (given, None)
     if (features, classes) == _DATASET_SHAPES["digits"]:
         return "digits", None
-    if (features, classes) in _DATASET_SHAPES.values():
+    fitting = [name for name, shape in _DATASET_SHAPES.items() if shape == (features, classes)]
+    if fitting:
         raise SpecError(
             f"{circuit.path or spec.name}: circuit {spec.name!r} has {features} inputs and "
-            f"{classes} classes: pass --dataset mnist:DIR, mnist-test:DIR or "
-            "fashion-mnist:DIR (docs/data.md)"
+            f"{classes} classes: pass --dataset {' or '.join(fitting)} (docs/data.md)"
         )
     return sized, (
         f"note: no shipped dataset has {features} inputs and {classes} classes: training "

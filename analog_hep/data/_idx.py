@@ -24,6 +24,7 @@ __all__ = [
     "read_idx_images",
     "read_idx_labels",
     "read_idx_pair",
+    "read_idx_pair_shaped",
     "write_idx",
 ]
 
@@ -135,6 +136,14 @@ def read_idx_pair(
     Raises:
         SpecError: for a corrupt file, a count mismatch, or a label outside the classes.
     """
+    x, y, _ = read_idx_pair_shaped(images_path, labels_path, n_classes=n_classes)
+    return x, y
+
+
+def read_idx_pair_shaped(
+    images_path: str | Path, labels_path: str | Path, *, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """:func:`read_idx_pair`, and the images' ``(rows, cols)`` as the header gives them."""
     images = read_idx_images(images_path)
     labels = read_idx_labels(labels_path)
     if images.shape[0] != labels.shape[0]:
@@ -147,7 +156,7 @@ def read_idx_pair(
             f"{labels_path}: expected labels in 0..{n_classes - 1}, found {int(labels.max())}"
         )
     x = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)
-    return x, labels.astype(np.int32)
+    return x, labels.astype(np.int32), (int(images.shape[1]), int(images.shape[2]))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:

@@ -287,7 +287,8 @@ def evaluate_drift(
         )
     circuit = _circuit(run)
     seed = opts.seed if seed is None else int(seed)
-    ds = load_dataset(dataset or opts.dataset)
+    # The run's max_train: normalize=channel statistics are the training samples' it used.
+    ds = load_dataset(dataset or opts.dataset, max_train=opts.max_train)
     spec = circuit.spec
     if ds.n_features != spec.layers[0] or ds.n_classes != spec.readout.classes:
         raise SpecError(

@@ -1,6 +1,7 @@
 """Training: epochs of hEP steps through a driver, evaluated and recorded in HDF5.
 
-Determinism: the batch order of epoch ``e`` comes from ``(seed, e)``; the emulator's noise
+Determinism: the batch order of epoch ``e`` comes from ``(seed, e)``, the augmentation of its
+step ``k`` (datasets with ``?augment=...``) from ``(seed, e, k)``; the emulator's noise
 from its own checkpointed call counter; the optimizer state is checkpointed. So a run
 resumed from its record after epoch ``e`` continues exactly as if it had not stopped.
 """
@@ -134,19 +135,6 @@ def _evaluate(ctrl: Controller, ds: Dataset, split: str, batch: int) -> tuple[fl
     return _mean(loss, n - nonfinite), correct / n, nonfinite
 
 
-def _subset(ds: Dataset, max_train: int | None) -> Dataset:
-    if max_train is None or max_train >= ds.n_train:
-        return ds
-    import dataclasses
-
-    return dataclasses.replace(
-        ds,
-        x_train=ds.x_train[:max_train],
-        y_train=ds.y_train[:max_train],
-        description=ds.description + f"; first {max_train} training samples",
-    )
-
-
 def _close(record: Record | None, driver: Driver | None, *, quietly: bool = False) -> None:
     """Close the record and the driver (either may be ``None``); ``quietly`` (on the way
     out of an exception) a failing close does not hide the exception that is leaving."""
@@ -212,7 +200,8 @@ def _epochs(
             from tqdm import tqdm
 
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False)
-        for xb, yb in batches:
+        for step, (xb, yb) in enumerate(batches):
+            xb = ds.augment(xb, seed=opts.seed, epoch=epoch, step=step)  # x itself: none asked
             rep = ctrl.train_step(xb, ds.one_hot(yb))
             nonfinite += rep.nonfinite
             dropped += rep.dropped
@@ -281,13 +270,19 @@ def train(
         import dataclasses
 
         circuit = dataclasses.replace(circuit, spec=with_overrides(circuit.spec, noise=opts.noise))
-    ds = _subset(load_dataset(opts.dataset), opts.max_train)
+    ds = load_dataset(opts.dataset, max_train=opts.max_train)
     spec = circuit.spec
     if ds.n_features != spec.layers[0] or ds.n_classes != spec.readout.classes:
         raise SpecError(
             f"dataset {opts.dataset!r} ({ds.n_features} features, {ds.n_classes} classes) does "
             f"not fit circuit {spec.name!r} ({spec.layers[0]} inputs, {spec.readout.classes} "
             "classes)"
+        )
+    (lo, hi), (dac_lo, dac_hi) = ds.input_bounds, spec.periphery.input_range
+    if spec.periphery.dac_bits is not None and (lo < dac_lo or hi > dac_hi):
+        log(
+            f"warning: dataset {opts.dataset!r} gives inputs in [{lo:.4g}, {hi:.4g}], beyond the "
+            f"input DAC's input_range [{dac_lo:g}, {dac_hi:g}]: the DAC clips them (docs/data.md)"
         )
     steps_per_epoch = math.floor(ds.n_train / opts.batch)
     if steps_per_epoch == 0:
