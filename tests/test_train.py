@@ -126,7 +126,7 @@ def _final_weights(path):
         return {k: np.asarray(f[f"final/weights/{k}/W"]) for k in f["final/weights"]}
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_first_epoch):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_first_epoch, capsys):
     """A real subprocess is killed (SIGKILL) mid-epoch; --resume ends where an
     uninterrupted run with the same seed ends, bitwise."""
     args = ["train", "digits", "--epochs", "3", "--max-train", "1000", "--no-progress"]
@@ -139,7 +139,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, kill_after_first_epoch
         assert "final" not in f  # it really stopped before the end
         epochs_done = f["metrics/epoch"].shape[0]
     assert epochs_done == 1, f"killed after {epochs_done} epochs"
-    assert main([*args, "--out", str(run), "--resume"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(run), "--resume", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with h5py.File(run) as f:
+        per_epoch = f["metrics/seconds"][()]
+    # every epoch's time, the killed leg's included
+    assert len(per_epoch) == 3 and res["epoch_seconds"] == pytest.approx(per_epoch.sum())
     a, b = _final_weights(ref), _final_weights(run)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
@@ -257,3 +263,15 @@ def test_train_closes_the_driver_it_opened_on_every_exit_path(tmp_path, monkeypa
     assert len(records) == 1 and not records[0].h5.id.valid  # the record was closed too
     with h5py.File(out, "r") as f:
         assert ("final" in f) == (error is None)
+
+
+def test_an_epoch_that_learns_from_almost_no_sample_says_so():
+    """digits.yaml's residual_tol (0.01) is below the settle noise floor at neuron noise
+    0.04: every sample is left out, and the run says why instead of training on nothing."""
+    c = load_circuit("digits")
+    opts = TrainOptions.from_circuit(c, epochs=1, max_train=40, noise=0.04)
+    lines: list[str] = []
+    res = train(c, opts, progress=False, log=lines.append)
+    assert res.dropped_samples == 40
+    warning = [s for s in lines if s.startswith("warning: epoch 1: 40 of 40")]
+    assert len(warning) == 1 and "--residual-tol" in warning[0], lines

@@ -36,6 +36,7 @@ _TRAIN_COLUMNS = (
     "pulses_per_weight",
     "clipped_bound_total",
     "seconds",
+    "epoch_seconds",
 )
 
 # Settings of a training sweep's points that name a configuration (seeds are replicates).

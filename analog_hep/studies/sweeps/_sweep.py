@@ -266,6 +266,7 @@ def _run_train(point: Point, result: TaskResult, runs_dir: str | None = None) ->
         "pulses_per_weight": float(np.sum(steps.get("pulses", np.zeros(0)))) / _n_weights(circuit),
         "clipped_bound_total": int(np.sum(steps.get("clipped_bound", np.zeros(0)))),
         "seconds": res.seconds,
+        "epoch_seconds": res.epoch_seconds,
         "group_size": 1,
     }
     result.rows.append(row)

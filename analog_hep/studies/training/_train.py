@@ -90,6 +90,9 @@ class TrainResult:
     # losses above, which are NaN when no sample was finite); None: not recorded.
     train_nonfinite: int | None = None
     test_nonfinite: int | None = None
+    # Wall seconds of every epoch of the run, summed over all its legs (``seconds`` is this
+    # call's wall time: after a resume, only the last leg's, with start-up and compiles).
+    epoch_seconds: float = float("nan")
 
 
 def _mean(total: float, n: int | float) -> float:
@@ -248,6 +251,15 @@ def _epochs(
             f"{loss_text(test_loss, test_nonfinite, ds.n_test)} acc {test_acc:.4f} | "
             f"{row['seconds']:.1f} s"
         )
+        if seen and dropped >= 0.5 * seen:
+            # Most often a noisy chip whose free phase cannot get below residual_tol: no
+            # update learns from these samples, so the run would not train and say nothing.
+            log(
+                f"warning: epoch {epoch + 1}: {dropped} of {int(seen)} training samples were "
+                f"left out of the updates (their settle residual stayed above residual_tol "
+                f"{opts.residual_tol:g}); on a noisy chip raise --residual-tol above its noise "
+                "floor (docs/gradients.md, 'hEP under noise')"
+            )
 
 
 def train(
@@ -357,6 +369,7 @@ def train(
         history=history,
         train_nonfinite=_count(last.get("train_nonfinite")),
         test_nonfinite=_count(last.get("test_nonfinite")),
+        epoch_seconds=float(sum(history.get("seconds", []))),
     )
 
 
