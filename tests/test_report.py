@@ -370,3 +370,22 @@ def test_a_setting_of_another_update_scheme_is_a_dash():
     name = "set.crossbars.default.tiki_taka.transfer_lr"
     assert [_setting(cols, name, i) for i in range(3)] == ["–", "–", "0.1"]
     assert [_setting(cols, "lr", i) for i in range(3)] == ["0.2"] * 3
+
+
+def test_rows_written_before_a_setting_existed_read_as_its_value_then():
+    """A sweep file continued after the update schemes were added holds rows without
+    ``update_scheme`` (stored as ""): they group with the new rows' ``direct``, and a
+    count column they lack (-1) is left out of the mean instead of averaged in."""
+    from analog_hep.studies.reports._report_tables import _replicate_rows, _setting
+
+    cols = {
+        "key": np.array(["a", "b"]),
+        "update_scheme": np.array(["", "direct"]),
+        "seed": np.array([0, 1]),
+        "test_accuracy": np.array([0.9, 0.8]),
+        "clipped_bound_total": np.array([-1, 4]),
+    }
+    assert _setting(cols, "update_scheme", 0) == _setting(cols, "update_scheme", 1) == "direct"
+    (row,) = _replicate_rows(cols, ["update_scheme", "seed"])
+    assert row["n"] == 2 and row["test_accuracy_mean"] == pytest.approx(0.85)
+    assert row["clipped_bound_total_mean"] == 4

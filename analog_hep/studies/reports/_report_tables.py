@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from ..._hep_settings import LEGACY_DEFAULTS, HepSettings
 
 _REPLICATES = ("seed", "set.seed")
 _CONDITIONS = (
@@ -85,7 +87,8 @@ def _replicate_rows(cols: dict[str, np.ndarray], varying: Sequence[str]) -> list
             if c not in cols:
                 continue
             x = np.asarray(cols[c][idx], float)
-            row[f"{c}_mean"] = float(np.mean(x))
+            x = x[x >= 0]  # these are counts, times and accuracies: -1 marks a missing value
+            row[f"{c}_mean"] = float(np.mean(x)) if len(x) else math.nan
             row[f"{c}_std"] = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
         rows.append(row)
     return rows
@@ -123,9 +126,29 @@ def _setting(cols: dict[str, np.ndarray], name: str, i: int) -> str:
         own = "mixed_precision"
     elif ".tiki_taka." in name:
         own = "tiki_taka"
-    if own is not None and schemes is not None and str(schemes[i]) != own:
+    if own is not None and schemes is not None and _scheme_of(schemes[i]) != own:
         return "–"
-    return _fmt(cols[name][i])
+    value = cols[name][i]
+    if name in _SETTINGS and _missing(value):
+        # A row written before the setting existed ran with its value of then.
+        return _fmt(LEGACY_DEFAULTS.get(name, _SETTINGS[name]))
+    return _fmt(value)
+
+
+_SETTINGS = {f.name: f.default for f in fields(HepSettings)}
+
+
+def _missing(value: Any) -> bool:
+    """How a sweep file stores a column a row lacks: ``""``, ``-1`` or NaN."""
+    if isinstance(value, (bytes, str)):
+        return value in ("", b"")
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    return isinstance(value, (int, np.integer)) and value == -1
+
+
+def _scheme_of(value: Any) -> str:
+    return "direct" if _missing(value) else str(value)
 
 
 def _md_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
