@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import SpecError
+from ._images import require_files
 
 __all__ = ["CIFAR_LAYOUTS", "CifarLayout", "find_cifar_dir", "read_cifar", "read_cifar_batch"]
 
@@ -184,15 +185,14 @@ def read_cifar(
     Every file must be present before any is read.
     """
     folder = find_cifar_dir(directory, layout)
-    names = (*layout.train, layout.test)
-    missing = [name for name in names if not (folder / name).is_file()]
-    if missing:
-        found = "them missing" if folder.is_dir() else "no such directory"
-        raise SpecError(
-            f"dataset {spec!r}: expected the {layout.title} python batches "
-            f"{', '.join(missing)} in {folder} (or in its {layout.subdir}/ subfolder), found "
-            f"{found}; unpack the python version of the archive there"
-        )
+    require_files(
+        spec,
+        folder,
+        (*layout.train, layout.test),
+        what=f"{layout.title} python batches",
+        where=f" (or in its {layout.subdir}/ subfolder)",
+        hint="unpack the python version of the archive there",
+    )
     key, classes = layout.label_key, layout.n_classes
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecError
+from ._images import require_files
 
 __all__ = ["IMAGENET32_TEST", "IMAGENET32_TRAIN", "read_imagenet32"]
 
@@ -98,14 +99,13 @@ def read_imagenet32(
         SpecError: one line naming the folder (missing files) or the file (corrupt archive,
             missing array, wrong shape or dtype, label outside 1..1000).
     """
-    names = (*IMAGENET32_TRAIN, IMAGENET32_TEST)
-    missing = [name for name in names if not (directory / name).is_file()]
-    if missing:
-        found = "them missing" if directory.is_dir() else "no such directory"
-        raise SpecError(
-            f"dataset {spec!r}: expected the ImageNet 32x32 npz files {', '.join(missing)} in "
-            f"{directory}, found {found}; unpack the npz train and val archives there"
-        )
+    require_files(
+        spec,
+        directory,
+        (*IMAGENET32_TRAIN, IMAGENET32_TEST),
+        what="ImageNet 32x32 npz files",
+        hint="unpack the npz train and val archives there",
+    )
     parts: list[tuple[Path, np.ndarray]] = []
     held = 0
     for name in IMAGENET32_TRAIN:

@@ -11,9 +11,30 @@ the NumPy generator the caller passes: no global random state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["AUGMENTATIONS", "augment_images", "channel_stats"]
+from ..errors import SpecError
+
+__all__ = ["AUGMENTATIONS", "augment_images", "channel_stats", "require_files"]
+
+
+def require_files(
+    spec: str, folder: Path, names: Sequence[str], *, what: str, where: str = "", hint: str
+) -> None:
+    """One :class:`SpecError` line unless every file of ``names`` is in ``folder``, naming
+    the missing ones and whether the folder exists (``what`` the files are, ``where`` more
+    places they may be, ``hint`` what to do)."""
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        found = "them missing" if folder.is_dir() else "no such directory"
+        raise SpecError(
+            f"dataset {spec!r}: expected the {what} {', '.join(missing)} in {folder}{where}, "
+            f"found {found}; {hint}"
+        )
+
 
 AUGMENTATIONS = ("crop", "flip")
 """The augmentations a dataset spec may ask for (``?augment=crop,flip``)."""

@@ -383,9 +383,9 @@ class EmulatorDriver:
         xb = self.chip.crossbars[name]
         rows = jnp.asarray(rows, jnp.float32)
         cols = jnp.asarray(cols, jnp.float32)
-        per = self.circuit.spec.periphery
         if xb.tiki_taka is not None:
             return self._apply_tiki_taka(name, rows, cols, lr)
+        per = self.circuit.spec.periphery
         hidden, g_plus, g_minus, rep, ok = _outer_product_step(
             self.circuit.devices[name],
             xb,
@@ -398,12 +398,18 @@ class EmulatorDriver:
             per.update_mode,
             per.bit_length,
         )
-        ok, rep = jax.device_get((ok, rep))  # the step's one transfer for this crossbar
+        report = self._count_update(name, ok, rep)
+        self._set_pair(name, hidden, g_plus, g_minus)
+        return report
+
+    def _count_update(self, name: str, ok: Any, rep: Any) -> UpdateReport:
+        """The step's one transfer to the host: refuse non-finite factors (the chip is then
+        left as it was), count the update, and report it."""
+        ok, rep = jax.device_get((ok, rep))
         if not ok:
             raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
         self._calls += 1
         self._updates[name] += 1
-        self._set_pair(name, hidden, g_plus, g_minus)
         return UpdateReport(
             crossbar=name,
             pulses=int(rep.pulses_applied),
@@ -431,20 +437,9 @@ class EmulatorDriver:
             per.update_mode,
             per.bit_length,
         )
-        ok, rep = jax.device_get((ok, rep))
-        if not ok:
-            raise OutOfRange(f"{name}: update factors must be finite (found NaN or inf)")
-        self._calls += 1
-        self._updates[name] += 1
+        report = self._count_update(name, ok, rep)
         self.chip = dataclasses.replace(self.chip, crossbars={**self.chip.crossbars, name: new})
-        return UpdateReport(
-            crossbar=name,
-            pulses=int(rep.pulses_applied),
-            clipped_bound=int(rep.n_clipped_bound),
-            clipped_request=int(rep.n_clipped_request),
-            requested_norm=float(rep.requested_norm),
-            realised_norm=float(rep.realised_norm),
-        )
+        return report
 
     def program_delta(self, name: str, delta_w: Any) -> UpdateReport:
         self._check_open()

@@ -182,7 +182,7 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
 def _scheme(desc: ChipDescription, cfg: HepConfig) -> dict[str, float] | None:
     """Check the update scheme against the chip; for ``mixed_precision`` return one pulse's
     weight change per crossbar (the setting, else the chip's ``extra["dw_min"]``)."""
-    schemes = tuple(getattr(desc.capabilities, "update_schemes", ("direct",)))
+    schemes = tuple(desc.capabilities.update_schemes)
     if cfg.update_scheme == "tiki_taka" and "tiki_taka" not in schemes:
         raise UnsupportedCapability(
             f"update_scheme tiki_taka needs a chip with a second (fast) array per crossbar: "
