@@ -32,6 +32,8 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._geometry import ConvGeometry
+
 __all__ = [
     "Capabilities",
     "ChipDescription",
@@ -49,6 +51,13 @@ class CrossbarInfo:
 
     ``pre``/``post`` are the indices of the layers it couples (``post = -1`` for the
     readout, which maps the last layer onto the logits).
+
+    ``geometry``: ``None`` for a dense crossbar (the default: drivers written before conv
+    chips describe dense crossbars unchanged); a :class:`~analog_hep._geometry.ConvGeometry`
+    for a conv crossbar, whose ``W`` is ``(C_out, C_in k k)`` (``n_out = C_out``,
+    ``n_in = C_in k k``) read at every output position of layer ``pre`` (shape
+    ``geometry.in_shape``), pooled onto layer ``post``. Its learning signal needs the
+    post-synaptic signals of :class:`Settled` (``free_post``/``post``).
     """
 
     name: str
@@ -57,6 +66,12 @@ class CrossbarInfo:
     has_bias: bool
     pre: int
     post: int
+    geometry: ConvGeometry | None = None
+
+    @property
+    def kind(self) -> Literal["dense", "conv"]:
+        """``"conv"`` when the crossbar has a geometry, else ``"dense"``."""
+        return "dense" if self.geometry is None else "conv"
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,13 @@ class Settled(NamedTuple):
 
     A residual is the max over neurons of ``|sigma(.) - s|`` at the last step (activity
     units): a settled sample has a small residual.
+
+    - ``free_post``, ``post``: for a chip with conv crossbars, ``{name: (B, C_out H_conv
+      W_conv)}`` and ``{name: (K, B, C_out H_conv W_conv)}``, each conv crossbar's
+      post-synaptic signal ``J_pool(z)^T s_post`` at every output position (what its
+      periphery drives onto the rows in the transposed read; ``z`` its read before pooling),
+      the factor of the local learning rule next to the input patches. ``None`` (the
+      default) for a chip without conv crossbars.
     """
 
     free_states: tuple[Any, ...]
@@ -161,6 +183,8 @@ class Settled(NamedTuple):
     states: tuple[Any, ...]
     logits: Any
     residual: Any
+    free_post: Any = None
+    post: Any = None
 
 
 class UpdateReport(NamedTuple):

@@ -20,6 +20,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._geometry import ConvGeometry
 from ..physics import (
     DeviceArray,
     draw_devices,
@@ -45,6 +46,8 @@ class ChipConfig:
     are array leaves of :class:`Chip`, so chips of different noise levels can be vmapped).
     ``unroll``: settle steps per iteration of the compiled loop (how the emulator computes,
     not what: results are the same; docs/performance.md says when it pays).
+    ``geometries``: per crossbar, its :class:`~analog_hep._geometry.ConvGeometry` or
+    ``None`` (dense); empty for an MLP.
     """
 
     name: str
@@ -64,6 +67,7 @@ class ChipConfig:
     activity_range: tuple[float, float]
     crossbar_names: tuple[str, ...]
     unroll: int = 1
+    geometries: tuple[ConvGeometry | None, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: CircuitSpec) -> ChipConfig:
@@ -90,10 +94,21 @@ class ChipConfig:
             adc_bits=p.adc_bits,
             activity_range=tuple(map(float, p.activity_range)),  # type: ignore[arg-type]
             crossbar_names=spec.crossbar_names,
+            geometries=spec.geometries if spec.blocks is not None else (),
         )
 
+    def geometry(self, name: str) -> ConvGeometry | None:
+        """The conv geometry of crossbar ``name``, ``None`` for a dense one."""
+        if not self.geometries:
+            return None
+        return self.geometries[self.crossbar_names.index(name)]
+
     def crossbar_shape(self, name: str) -> tuple[int, int]:
-        """``(n_out, n_in)`` of a crossbar (without its bias column)."""
+        """``(n_out, n_in)`` of a crossbar (without its bias column); ``(C_out, C_in k k)``
+        for a conv crossbar."""
+        g = self.geometry(name)
+        if g is not None:
+            return g.channels, g.n_in
         if name == "readout":
             return self.classes, self.layers[-1]
         i = int(name[1:])

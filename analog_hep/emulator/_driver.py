@@ -46,7 +46,12 @@ from ._chip import Chip, Crossbar, fabricate
 from ._pairs import update_pair as _update_pair
 from ._pairs import visible_after as _visible
 from ._phases import NudgePlan, dac, free_phase, measure, nudge_phases, nudge_schedule
+from ._settle import post_signals
 from ._tiki_taka import tiki_taka_step
+
+POST_KEY = 7001
+"""``fold_in(phase key, POST_KEY)``: the reads behind the conv crossbars' post-synaptic
+signals (a key no settle step uses: steps fold in ``0 .. steps``)."""
 
 __all__ = ["EmulatorDriver"]
 
@@ -93,17 +98,23 @@ def _settle_schedule(
     x = dac(chip, x)
     free = free_phase(chip, x, steps=free_steps, key=k_free if noisy else None)
     free_read = measure(chip, free)
+    # Conv crossbars' post-synaptic signals, from the periphery's analog signals (a fresh
+    # read each, like the logits); none for an MLP.
+    free_post = post_signals(chip, free.states, key=jr.fold_in(k_free, POST_KEY))
     if plan.where:
         pts = nudge_phases(
             chip, free, y, betas, plan, steps=nudge_steps, key=k_nudge if noisy else None
         )
+        pts_true = pts
         pts = measure(chip, pts)  # type: ignore[arg-type]
         betas_a, states, logits, residual = pts.betas, pts.states, pts.logits, pts.residual
+        post = post_signals(chip, pts_true.states, key=jr.fold_in(k_nudge, POST_KEY))
     else:
         betas_a = jnp.zeros(0, jnp.complex64)
         states = tuple(jnp.zeros((0, *s.shape), s.dtype) for s in free.states)
         logits = None if free.logits is None else jnp.zeros((0, *free.logits.shape))
         residual = jnp.zeros((0, x.shape[0]))
+        post = {n: jnp.zeros((0, *v.shape), v.dtype) for n, v in free_post.items()}
     return Settled(
         free_states=free_read.states,
         free_logits=free_read.logits,
@@ -112,6 +123,8 @@ def _settle_schedule(
         states=states,
         logits=logits,
         residual=residual,
+        free_post=free_post or None,
+        post=post or None,
     )
 
 
@@ -263,10 +276,14 @@ class EmulatorDriver:
             n_out, n_in = cfg.crossbar_shape(name)
             post = -1 if name == "readout" else i + 1
             pre = len(cfg.layers) - 1 if name == "readout" else i
-            xbs.append(
-                CrossbarInfo(name, n_out, n_in, self.chip.crossbars[name].has_bias, pre, post)
-            )
+            has_bias = self.chip.crossbars[name].has_bias
+            geom = cfg.geometry(name)
+            xbs.append(CrossbarInfo(name, n_out, n_in, has_bias, pre, post, geometry=geom))
         dyn = self.circuit.spec.dynamics
+        # Max pooling is not holomorphic either: such a chip settles at real nudges only.
+        holomorphic = is_holomorphic(cfg.activation) and all(
+            g is None or g.holomorphic for g in cfg.geometries
+        )
         return ChipDescription(
             name=cfg.name,
             driver=self.name,
@@ -275,7 +292,7 @@ class EmulatorDriver:
             loss=cfg.loss,  # type: ignore[arg-type]
             crossbars=tuple(xbs),
             capabilities=Capabilities(
-                complex_nudges=is_holomorphic(cfg.activation),
+                complex_nudges=holomorphic,
                 previous_start=True,
                 outer_product_update=True,
                 program_delta=True,
@@ -285,7 +302,7 @@ class EmulatorDriver:
             free_steps=cfg.free_steps,
             nudge_steps=cfg.nudge_steps,
             dt_s=dyn.dt_s if dyn.mode == "continuous" else None,
-            holomorphic=is_holomorphic(cfg.activation),
+            holomorphic=holomorphic,
             extra={
                 "chip_seed": self.chip_seed,
                 "noisy": self.chip.noisy,

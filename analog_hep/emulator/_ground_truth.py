@@ -85,7 +85,8 @@ def ground_truth(
 
     def g_map(s: tuple[Array, ...], th: dict[str, tuple[Array, Array]]) -> tuple[Array, ...]:
         reads = reads_of(th)
-        drive, _ = input_drive(reads[cfg.crossbar_names[0]], x)
+        name0 = cfg.crossbar_names[0]
+        drive, _ = input_drive(reads[name0], x, cfg.geometry(name0))
         parts = tuple(si[None] for si in s)
         tgt = neuron_targets(
             chip, reads, drive, None, parts, zero_beta[None], y, key=None, nudged=False

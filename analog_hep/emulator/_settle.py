@@ -33,6 +33,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Inexact, PRNGKeyArray
 
+from .. import _conv as conv
+from .._geometry import ConvGeometry
 from .._numerics import matmul
 from ..physics import activation_fn, gaussian, shifted_sigmoid_parts, sincos
 from ._chip import Chip
@@ -44,6 +46,7 @@ __all__ = [
     "input_drive",
     "neuron_noise",
     "neuron_targets",
+    "post_signals",
     "prepare_reads",
     "quantise",
     "settle",
@@ -158,6 +161,66 @@ def read_transpose(r: Read, p: Parts, std: Array | None, key: PRNGKeyArray | Non
     return y
 
 
+def _per_channel(v: Array, g: ConvGeometry) -> Array:
+    """A per-row (per output channel) quantity ``(C_out,)`` at every position, channel-major."""
+    return jnp.repeat(v, g.positions, axis=-1)
+
+
+def _rows(p: Parts) -> Array:
+    return p.reshape(-1, p.shape[-1])
+
+
+def conv_forward(
+    r: Read, g: ConvGeometry, p: Parts, std: Array | None, key: PRNGKeyArray | None
+) -> Parts:
+    """A conv crossbar's read at every position, before pooling: ``(P, m, C_out H_conv W_conv)``.
+
+    One read per position through the same conductances: the line gains of the rows, read
+    noise per position and row (periphery and device), the bias per channel.
+    """
+    n_p, m = p.shape[:2]
+    y = conv.conv_read(_rows(p), r.w, g).reshape(n_p, m, -1) * _per_channel(r.fwd_gain, g)
+    var = None
+    if r.dev_var is not None:
+        var = conv.conv_read(_rows(p**2), r.dev_var[:, :-1], g).reshape(n_p, m, -1)
+        var = var + _per_channel(r.dev_var[:, -1], g)
+    if key is not None:
+        y = y + _noise(key, y.shape, std, var)
+    return y + _real_only(_per_channel(r.b, g)[None], n_p)
+
+
+def _pool_parts(z: Parts, g: ConvGeometry) -> Parts:
+    """The periphery's pooling of a conv read, on parts."""
+    if g.pool == "none":
+        return z
+    return to_parts(conv.pool(from_parts(z), g))
+
+
+def conv_transposed(
+    r: Read,
+    g: ConvGeometry,
+    z: Parts,
+    s_post: Parts,
+    std: Array | None,
+    key: PRNGKeyArray | None,
+) -> Parts:
+    """The transposed read of a conv crossbar: the periphery drives ``J_pool(z)^T s_post``
+    onto the rows at every position (``z``: the forward read this step), each position's
+    column outputs (scaled by their line gains) are summed onto the input pixels they
+    cover; read noise per position and column, summed the same way. ``(P, m, C_in H W)``."""
+    n_p, m = s_post.shape[:2]
+    d = to_parts(conv.pool_transpose(from_parts(z), from_parts(s_post), g))
+    y = conv.conv_transpose(_rows(d), r.w * r.bwd_gain[None, :], g).reshape(n_p, m, -1)
+    if key is not None:
+        var = None
+        if r.dev_var is not None:
+            var = conv.conv_transpose(_rows(d**2), r.dev_var[:, :-1], g).reshape(n_p, m, -1)
+        cover = None if std is None else conv.coverage(g, y.dtype)
+        sd = None if std is None else std * jnp.sqrt(cover)  # type: ignore[operator]
+        y = y + _noise(key, y.shape, sd, var)
+    return y
+
+
 def softmax(o: Inexact[Array, "m c"]) -> Inexact[Array, "m c"]:
     """Softmax that stays holomorphic for complex logits (shift by the real max)."""
     z = o - jax.lax.stop_gradient(jnp.max(o.real, axis=-1, keepdims=True))
@@ -226,10 +289,21 @@ def neuron_noise(
     return jax.vmap(one)(jnp.arange(shape[0])) if step is None else one(step)
 
 
-def input_drive(r0: Read, x: Float[Array, "m n0"]) -> tuple[Array, Array | None]:
+def input_drive(
+    r0: Read, x: Float[Array, "m n0"], geometry: ConvGeometry | None = None
+) -> tuple[Array, Array | None]:
     """The first layer's input drive ``W_0 x + b_0`` ``(m, n_1)`` and its device read-noise
     variance. The drive is constant during a settle, so it is read once; read noise on it is
-    still drawn per step (from this constant variance)."""
+    still drawn per step (from this constant variance). A conv first crossbar
+    (``geometry``) gives its read before pooling, ``(m, C_out H_conv W_conv)``: the
+    periphery pools it, with that step's noise, in :func:`neuron_targets`."""
+    if geometry is not None:
+        out = conv_forward(r0, geometry, x[None], None, None)[0]
+        var = None
+        if r0.dev_var is not None:
+            var = conv.conv_read(x**2, r0.dev_var[:, :-1], geometry)
+            var = var + _per_channel(r0.dev_var[:, -1], geometry)
+        return out, var
     drive = matmul(x, r0.w.T) * r0.fwd_gain + r0.b
     var = None
     if r0.dev_var is not None:
@@ -268,6 +342,15 @@ def neuron_targets(
     m = drive.shape[0]
     widths = [si.shape[-1] for si in s]
     offsets = [0, *np.cumsum(widths).tolist()]
+    geoms = [cfg.geometry(n) for n in names]
+    # Conv crossbars between neuron layers are read forward before the layer loop: the
+    # transposed read of crossbar l pools back through that same read (softmax pooling's
+    # Jacobian depends on it). Same keys as a dense forward read.
+    z = {
+        l: conv_forward(reads[names[l - 1]], geoms[l - 1], s[l - 2], std, ks(10 * l + 1))
+        for l in range(2, n_hidden + 1)
+        if geoms[l - 1] is not None
+    }
     for l in range(1, n_hidden + 1):
         # Parts terms (complex when the state is) and real-only terms (the input drive, the
         # offset, neuron noise) are kept apart: real ones are added in place to part 0.
@@ -277,10 +360,18 @@ def neuron_targets(
             real = drive
             if key is not None and (std is not None or drive_var is not None):
                 real = real + _noise(ks(0), drive.shape, std, drive_var)
+            if geoms[0] is not None and geoms[0].pool != "none":
+                real = conv.pool(real, geoms[0])
+        elif l in z:
+            u = _pool_parts(z[l], geoms[l - 1])  # type: ignore[arg-type]
         else:
             u = read_forward(reads[names[l - 1]], s[l - 2], std, ks(10 * l + 1))
         if l < n_hidden:
-            t = read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
+            g = geoms[l]
+            if g is None:
+                t = read_transpose(reads[names[l]], s[l], std, ks(10 * l + 2))
+            else:
+                t = conv_transposed(reads[names[l]], g, z[l + 1], s[l], std, ks(10 * l + 2))
             u = t if u is None else u + t
         elif nudged and cfg.loss == "cross_entropy":
             ro = reads["readout"]
@@ -341,7 +432,8 @@ def settle(
     cdtype = jnp.result_type(x.dtype, jnp.complex64)
     state = tuple(to_parts(s.astype(cdtype) if cplx else s.astype(x.dtype)) for s in init)
     beta_p = to_parts((beta.astype(cdtype) if cplx else beta.astype(x.dtype))[:, None])
-    drive, drive_var = input_drive(reads[cfg.crossbar_names[0]], x)
+    name0 = cfg.crossbar_names[0]
+    drive, drive_var = input_drive(reads[name0], x, cfg.geometry(name0))
 
     widths = tuple(int(si.shape[-1]) for si in state)
     m = x.shape[0]
@@ -391,3 +483,44 @@ def settle(
         std = chip.read_noise_std if cfg.read_noise else None
         logits = from_parts(read_forward(reads["readout"], state[-1], std, k_o))
     return SettleOut(states=(x, *(from_parts(s) for s in state)), logits=logits, residual=residual)
+
+
+def post_signals(
+    chip: Chip,
+    states: tuple[Inexact[Array, "... n"], ...],
+    *,
+    key: PRNGKeyArray | None,
+) -> dict[str, Inexact[Array, "... conv_size"]]:
+    """The post-synaptic signal of every conv crossbar at settled ``states``.
+
+    ``states``: ``(s_0, ..., s_L)`` with any leading axes (``(B, n_l)`` or ``(K, B, n_l)``).
+    For a conv crossbar from layer ``l`` to ``l + 1`` the signal is ``J_pool(z)^T s_{l+1}``
+    at every position, ``(..., C_out H_conv W_conv)`` (``z``: the crossbar's read of
+    ``s_l``, with its read noise from ``key``): what the periphery drives onto the rows in
+    the transposed read, and what the local learning rule multiplies with the input
+    patches. Empty for an MLP. Without pooling it is ``s_{l+1}`` itself; with average
+    pooling ``s_{l+1}`` spread over each window.
+    """
+    cfg = chip.config
+    out: dict[str, Array] = {}
+    std = chip.read_noise_std if cfg.read_noise else None
+    reads = None
+    for i, name in enumerate(cfg.crossbar_names):
+        g = cfg.geometry(name)
+        if g is None:
+            continue
+        if reads is None:
+            reads = prepare_reads(chip)
+        pre, post = states[i], states[i + 1]
+        lead = pre.shape[:-1]
+        p = to_parts(pre.reshape(-1, pre.shape[-1]))
+        if g.pool in ("none", "average"):
+            # The pooling's transpose does not depend on the read: no read needed.
+            dtype = jnp.result_type(pre.dtype, post.dtype)
+            z = to_parts(jnp.zeros((p.shape[1], g.conv_size), dtype))
+        else:
+            k = None if key is None else jr.fold_in(key, i)
+            z = conv_forward(reads[name], g, p, std, k)
+        d = conv.pool_transpose(from_parts(z), post.reshape(-1, post.shape[-1]), g)
+        out[name] = d.reshape(*lead, g.conv_size)
+    return out

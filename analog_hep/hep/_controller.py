@@ -129,9 +129,11 @@ def _guard(
     return loss_sum, correct, nonfinite, free_ok, pts_ok
 
 
-def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any]:
-    """States, logits, betas and weights of all points entering the estimate (traced)."""
+def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, Any, Any]:
+    """States, logits, betas, weights and conv post-synaptic signals of all points entering
+    the estimate (traced)."""
     betas = jnp.asarray(settled.betas)
+    post = settled.post
     if method == "classic":
         beta = betas[0].real
         states = tuple(
@@ -143,12 +145,17 @@ def _points(settled: Settled, method: str) -> tuple[tuple[Any, ...], Any, Any, A
             logits = jnp.concatenate(
                 [jnp.asarray(settled.free_logits)[None], jnp.asarray(settled.logits)]
             )
+        if post is not None:
+            post = {
+                n: jnp.concatenate([jnp.asarray(settled.free_post[n])[None], jnp.asarray(v)])
+                for n, v in post.items()
+            }
         k = betas.shape[0]
         weights = jnp.concatenate([jnp.full(1, 1.0) / beta, jnp.full(k, -1.0 / k) / beta])
         all_betas = jnp.concatenate([jnp.zeros(1), betas.real])
-        return states, logits, all_betas.astype(jnp.float32), weights.astype(jnp.float32)
+        return states, logits, all_betas.astype(jnp.float32), weights.astype(jnp.float32), post
     w = point_weights(betas, method, radius=jnp.abs(betas[0]))
-    return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w
+    return tuple(jnp.asarray(s) for s in settled.states), settled.logits, betas, w, post
 
 
 @partial(jax.jit, static_argnames=("method", "crossbars", "per_period"))
@@ -164,8 +171,8 @@ def _signal(
     """Factors ``{name: (U, V)}`` of the estimate, whether all of them are finite, and the
     circle diagnostic of the same points: ``rho_b`` ``(B,)`` and the batch ``rho`` (``NaN``
     unless ``per_period`` >= 3; a weighted sum over the points, cheap next to the factors)."""
-    states, logits, betas, w = _points(settled, method)
-    factors = outer_factors(states, logits, betas, w, y, mask, crossbars)
+    states, logits, betas, w, post = _points(settled, method)
+    factors = outer_factors(states, logits, betas, w, y, mask, crossbars, post=post)
     finite = jnp.all(
         jnp.stack([jnp.isfinite(u).all() & jnp.isfinite(v).all() for u, v in factors.values()])
     )
@@ -423,6 +430,7 @@ class Controller:
             states=tuple(s[ramp:] for s in settled.states),
             logits=None if settled.logits is None else settled.logits[ramp:],
             residual=settled.residual[ramp:],
+            post=None if settled.post is None else {n: v[ramp:] for n, v in settled.post.items()},
         )
 
     def evaluate(self, x: Any, y: Any) -> tuple[float, int, int]:

@@ -21,12 +21,14 @@ indices, ``post = -1`` for the readout onto the logits: a chip's
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
+from .. import _conv as conv
+from .._geometry import ConvGeometry
 from .._numerics import matmul
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "couplings",
     "dphi_dtheta",
     "hep_estimate",
+    "post_and_pre",
     "softmax_holomorphic",
 ]
 
@@ -60,13 +63,15 @@ class CrossbarLike(Protocol):
 
 class Coupling(NamedTuple):
     """Which states a crossbar couples: ``W`` maps layer ``pre`` onto layer ``post``
-    (``post = -1``: onto the logits, a readout); ``has_bias`` whether it has a bias column.
-    Hashable, so it can be a static argument of a compiled function."""
+    (``post = -1``: onto the logits, a readout); ``has_bias`` whether it has a bias column;
+    ``geometry`` its conv geometry (``None``: dense). Hashable, so it can be a static
+    argument of a compiled function."""
 
     name: str
     pre: int
     post: int
     has_bias: bool = True
+    geometry: ConvGeometry | None = None
 
     @property
     def is_readout(self) -> bool:
@@ -105,8 +110,48 @@ def couplings(
             out.append(Coupling(c, pre, post, bias))
         else:
             bias = c.has_bias if has_bias is None else bool(has_bias[i])
-            out.append(Coupling(c.name, int(c.pre), int(c.post), bool(bias)))
+            geom = getattr(c, "geometry", None)
+            out.append(Coupling(c.name, int(c.pre), int(c.post), bool(bias), geom))
     return tuple(out)
+
+
+def post_and_pre(
+    c: Coupling,
+    states: Sequence[Inexact[Array, "k b n"]],
+    logits: Inexact[Array, "k b c"] | None,
+    betas: Inexact[Array, " k"],
+    y: Float[Array, "b c"],
+    post: Mapping[str, Array] | None,
+) -> tuple[Inexact[Array, "k b p n_out"], Inexact[Array, "k b p n_in"]]:
+    """The two factors of ``dPhi/dW`` of crossbar ``c`` at every point, sample and position:
+    ``dPhi/dW = sum_p post_p pre_p^T``, ``dPhi/db = sum_p post_p``.
+
+    Dense: one position, ``post = s_post`` (readout: ``-beta (softmax(o) - y)``), ``pre =
+    s_pre``. Conv: ``H_conv W_conv`` positions, ``post`` the crossbar's post-synaptic signal
+    from ``post[c.name]`` ``(K, B, C_out H_conv W_conv)`` (:class:`~analog_hep.drivers.Settled`),
+    ``pre`` the input patches of ``s_pre``. **Raises** ``ValueError`` if a conv crossbar's
+    signal is missing.
+    """
+    if c.is_readout:
+        assert logits is not None, "a cross-entropy readout needs the logits"
+        out = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
+        return out[:, :, None], states[c.pre][:, :, None]
+    g = c.geometry
+    if g is None:
+        return states[c.post][:, :, None], states[c.pre][:, :, None]
+    if post is None or c.name not in post:
+        raise ValueError(
+            f"conv crossbar {c.name!r}: the driver returned no post-synaptic signal "
+            "(Settled.post) for it"
+        )
+    d = jnp.asarray(post[c.name])
+    k, b = d.shape[:2]
+    d = d.reshape(k, b, g.channels, g.positions).transpose(0, 1, 3, 2)
+    x = jnp.asarray(states[c.pre])
+    pre = conv.patches(x.reshape(-1, x.shape[-1]), g).reshape(
+        x.shape[0], x.shape[1], *d.shape[2:3], g.n_in
+    )
+    return d, pre
 
 
 def softmax_holomorphic(o: Inexact[Array, "... c"]) -> Inexact[Array, "... c"]:
@@ -123,25 +168,30 @@ def dphi_dtheta(
     weights: Inexact[Array, " k"],
     betas: Inexact[Array, " k"],
     crossbars: Sequence[CrossbarLike | str],
+    post: Mapping[str, Array] | None = None,
 ) -> Grads:
     """``sum_k weights_k * sum_b dPhi/dtheta(s_kb, beta_k) / B`` for every crossbar.
 
     ``crossbars``: descriptions with ``pre``/``post`` (or the emulator's names, see
-    :func:`couplings`). The weighted sum over points is folded into one matrix product per
-    crossbar. **Returns** complex (or real) ``{name: (dW (n_out, n_in), db (n_out,))}``.
+    :func:`couplings`); ``post``: the conv crossbars' post-synaptic signals ``(K, B, ...)``
+    (:func:`post_and_pre`). The weighted sum over points is folded into one matrix product
+    per crossbar. **Returns** complex (or real) ``{name: (dW (n_out, n_in), db (n_out,))}``.
     """
     b = y.shape[0]
     out: Grads = {}
     wk = weights[:, None, None]
     for c in couplings(crossbars):
-        if c.is_readout:
+        pre = states[c.pre]
+        if c.geometry is not None:
+            sig, pre = post_and_pre(c, states, logits, betas, y, post)
+            weighted = weights[:, None, None, None] * sig
+        elif c.is_readout:
             assert logits is not None, "a cross-entropy readout needs the logits"
             err = softmax_holomorphic(logits) - y  # (K, B, C)
-            post = -(wk * betas[:, None, None]) * err
+            weighted = -(wk * betas[:, None, None]) * err
         else:
-            post = wk * states[c.post]
-        pre = states[c.pre]
-        post2 = post.reshape(-1, post.shape[-1])
+            weighted = wk * states[c.post]
+        post2 = weighted.reshape(-1, weighted.shape[-1])
         pre2 = pre.reshape(-1, pre.shape[-1])
         out[c.name] = (matmul(post2.T, pre2) / b, jnp.sum(post2, axis=0) / b)
     return out
@@ -153,8 +203,10 @@ def hep_estimate(
     y: Float[Array, "b c"],
     betas: Inexact[Array, " k"],
     crossbars: Sequence[CrossbarLike | str],
+    post: Mapping[str, Array] | None = None,
 ) -> Grads:
-    """Holomorphic EP estimate (paper eq. 8) from ``N = len(betas) >= 2`` points on a circle.
+    """Holomorphic EP estimate (paper eq. 8) from ``N = len(betas) >= 2`` points on a circle
+    (``post``: conv crossbars' post-synaptic signals ``(N, B, ...)``, see :func:`dphi_dtheta`).
 
     **Raises:** ``ValueError`` unless the betas share one modulus and are evenly spaced.
     """
@@ -166,7 +218,7 @@ def hep_estimate(
     phase = betas / jnp.abs(betas)
     # e^{-i phi_k} / (N |beta|), with the minus sign of eq. (8).
     weights = -jnp.conj(phase) / (n * radius)
-    g = dphi_dtheta(states, logits, y, weights, betas, crossbars)
+    g = dphi_dtheta(states, logits, y, weights, betas, crossbars, post)
     return {k: (dw.real, db.real) for k, (dw, db) in g.items()}
 
 
@@ -178,17 +230,21 @@ def classic_estimate(
     y: Float[Array, "b c"],
     beta: float,
     crossbars: Sequence[CrossbarLike | str],
+    free_post: Mapping[str, Array] | None = None,
+    post: Mapping[str, Array] | None = None,
 ) -> Grads:
     """Classic one-sided EP: ``(dPhi/dtheta(free) - mean_k dPhi/dtheta(s_k, beta)) / beta``.
 
     ``states`` holds ``K >= 1`` repeated settles at the same real ``beta`` (averaged: under
-    noise this is the fair comparison with an N-point hEP estimate).
+    noise this is the fair comparison with an N-point hEP estimate); ``free_post``/``post``
+    the conv crossbars' post-synaptic signals ``(B, ...)``/``(K, B, ...)``.
     """
     k = states[0].shape[0]
     one = jnp.ones(1)
     f_states = [s[None] for s in free_states]
     f_logits = None if free_logits is None else free_logits[None]
-    g0 = dphi_dtheta(f_states, f_logits, y, one, jnp.zeros(1), crossbars)
+    f_post = None if free_post is None else {n: jnp.asarray(v)[None] for n, v in free_post.items()}
+    g0 = dphi_dtheta(f_states, f_logits, y, one, jnp.zeros(1), crossbars, f_post)
     betas = jnp.full(k, beta)
-    g1 = dphi_dtheta(states, logits, y, jnp.full(k, 1.0 / k), betas, crossbars)
+    g1 = dphi_dtheta(states, logits, y, jnp.full(k, 1.0 / k), betas, crossbars, post)
     return {n: ((g0[n][0] - g1[n][0]).real / beta, (g0[n][1] - g1[n][1]).real / beta) for n in g0}

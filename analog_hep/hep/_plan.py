@@ -94,6 +94,15 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
     caps = desc.capabilities
     messages: list[str] = []
     method, points = cfg.method, cfg.points
+    if method in ("hep", "online") and points > 2 and not desc.holomorphic:
+        # Without holomorphic dynamics the N-point estimate has no exactness to offer
+        # (paper eq. 9 needs it): refused rather than quietly replaced.
+        raise UnsupportedCapability(
+            f"chip {desc.name!r} is not holomorphic (max pooling or a non-holomorphic "
+            f"activation): {method} with N = {points} needs holomorphic dynamics; use N = 2 "
+            "(--points 2 or --method symmetric: real nudges, the paper's non-holomorphic "
+            "baseline) or a holomorphic chip (softmax pooling, a holomorphic activation)"
+        )
     if method in ("hep", "online") and points > 2 and not caps.complex_nudges:
         messages.append(
             f"chip {desc.name!r} cannot settle at complex beta (no complex_nudges capability): "
@@ -158,7 +167,11 @@ def plan(desc: ChipDescription, cfg: HepConfig) -> Plan:
             raise UnsupportedCapability("the chip cannot program per-device deltas")
         outer = False
     else:
-        outer = caps.outer_product_update and plain_sgd
+        # A conv crossbar's outer-product request has a row per sample, position and point
+        # (digits_cnn's first: 20 x 64 x 2; cifar_vgg5's: 128 x 1024 x 2 = 262,144 pulse
+        # trains per step): accumulating digitally and programming once is the default there.
+        conv = any(getattr(c, "geometry", None) is not None for c in desc.crossbars)
+        outer = caps.outer_product_update and plain_sgd and not (conv and caps.program_delta)
         if not outer and not caps.program_delta:
             raise UnsupportedCapability(
                 "the chip can neither apply outer products nor program deltas"

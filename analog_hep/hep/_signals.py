@@ -12,17 +12,21 @@ the free point and ``-1/(K beta)`` for each nudged one) and sample mask ``m_b`` 
 whose states did not settle are left out). Since ``Re(a b^T) = Re a Re b^T - Im a Im b^T``,
 ``g = U^T V`` with real factors ``U (R, n_out)``, ``V (R, n_in + 1)``: exactly what
 :meth:`Driver.apply_outer_product` takes. The dense gradient is ``U^T V``.
+
+A conv crossbar (one array read at every output position ``p``) has ``dPhi/dW = sum_p
+post_p pre_p^T`` with ``pre_p`` the input patch at ``p`` and ``post_p`` the post-synaptic
+signal the chip returns (``Settled.post``): its rows are samples x positions x points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from .._numerics import matmul
-from ._estimators import CrossbarLike, couplings, softmax_holomorphic
+from ._estimators import Coupling, CrossbarLike, couplings, post_and_pre, softmax_holomorphic
 
 __all__ = ["Factors", "dense", "outer_factors", "point_weights"]
 
@@ -55,6 +59,7 @@ def outer_factors(
     mask: Float[Array, " b"],
     crossbars: Sequence[CrossbarLike | str],
     has_bias: Sequence[bool] | None = None,
+    post: Mapping[str, Array] | None = None,
 ) -> Factors:
     """Real factors ``(U, V)`` per crossbar with ``g = U^T V`` (see the module docstring).
 
@@ -64,7 +69,9 @@ def outer_factors(
     overrides theirs. Masked samples are zeroed with ``where`` (their states may be NaN) and
     the sum is divided by the number of kept samples. Complex points give ``2 K B`` rows,
     real ones ``K B``; a crossbar whose pre is the clamped input ``s_0`` (the same real
-    ``(B, n_0)`` at every point, as the driver contract says) gets ``B`` rows.
+    ``(B, n_0)`` at every point, as the driver contract says) gets ``B`` rows. A conv
+    crossbar has ``H_conv W_conv`` times as many rows (one per position), its post factor
+    from ``post[name]`` ``(K, B, C_out H_conv W_conv)``.
     """
     keep = mask > 0
     n_keep = jnp.maximum(jnp.sum(mask), 1.0)
@@ -72,6 +79,9 @@ def outer_factors(
     out: Factors = {}
     cplx = any(jnp.iscomplexobj(s) for s in states) or jnp.iscomplexobj(weights)
     for c in couplings(crossbars, has_bias):
+        if c.geometry is not None:
+            out[c.name] = _conv_factors(c, states, logits, betas, y, post, keep, scale, cplx)
+            continue
         if c.is_readout:
             assert logits is not None, "a cross-entropy readout needs the logits"
             post = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
@@ -102,6 +112,38 @@ def outer_factors(
             u, v = a.real, b.real
         out[c.name] = (u.astype(jnp.float32), v.astype(jnp.float32))
     return out
+
+
+def _conv_factors(
+    c: Coupling,
+    states: Sequence[Array],
+    logits: Array | None,
+    betas: Array,
+    y: Array,
+    post: Mapping[str, Array] | None,
+    keep: Array,
+    scale: Array,
+    cplx: bool,
+) -> tuple[Array, Array]:
+    """``(U, V)`` of a conv crossbar: rows points x samples x positions (the clamped input's
+    points summed, as for a dense crossbar on ``s_0``)."""
+    sig, pre = post_and_pre(c, states, logits, betas, y, post)
+    sig = jnp.where(keep[None, :, None, None], sig, 0.0)
+    pre = jnp.where(keep[None, :, None, None], pre, 0.0)
+    ones = jnp.ones if c.has_bias else jnp.zeros
+    pre = jnp.concatenate([pre, ones((*pre.shape[:3], 1), pre.dtype)], axis=-1)
+    a = scale[..., None, None] * sig
+    if c.pre == 0:
+        a = jnp.sum(a, axis=0).real
+        u, v = a.reshape(-1, a.shape[-1]), pre[0].real.reshape(-1, pre.shape[-1])
+        return u.astype(jnp.float32), v.astype(jnp.float32)
+    a = a.reshape(-1, a.shape[-1])
+    b = pre.reshape(-1, pre.shape[-1])
+    if cplx:
+        u, v = jnp.concatenate([a.real, -a.imag]), jnp.concatenate([b.real, b.imag])
+    else:
+        u, v = a.real, b.real
+    return u.astype(jnp.float32), v.astype(jnp.float32)
 
 
 def dense(factors: Factors) -> dict[str, Float[Array, "n_out n_in1"]]:

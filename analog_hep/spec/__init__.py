@@ -11,9 +11,12 @@ from ._circuit import DEFAULT_TRAINING as DEFAULT_TRAINING
 from ._circuit import SEED_MAX as SEED_MAX
 from ._circuit import AccumulatorBits as AccumulatorBits
 from ._circuit import ActivationSpec as ActivationSpec
+from ._circuit import BlockSpec as BlockSpec
 from ._circuit import CircuitSpec as CircuitSpec
+from ._circuit import ConvBlockSpec as ConvBlockSpec
 from ._circuit import CrossbarSpec as CrossbarSpec
 from ._circuit import CrossbarsSpec as CrossbarsSpec
+from ._circuit import DenseBlockSpec as DenseBlockSpec
 from ._circuit import DynamicsSpec as DynamicsSpec
 from ._circuit import InitSpec as InitSpec
 from ._circuit import MappingSpec as MappingSpec

@@ -9,10 +9,12 @@ a run states every assumption.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from .._geometry import ConvGeometry, GeometryError
 from .._hep_settings import (
     MIXED_PRECISION_FIELDS,
     OPTIMIZER_FIELDS,
@@ -33,9 +35,12 @@ __all__ = [
     "SEED_MAX",
     "AccumulatorBits",
     "ActivationSpec",
+    "BlockSpec",
     "CircuitSpec",
+    "ConvBlockSpec",
     "CrossbarSpec",
     "CrossbarsSpec",
+    "DenseBlockSpec",
     "DynamicsSpec",
     "InitSpec",
     "MappingSpec",
@@ -391,19 +396,144 @@ on the command line): the hEP defaults of :class:`analog_hep._hep_settings.HepSe
 circuit's measured settings), batch 20 and 10 epochs (docs/specs.md)."""
 
 
+class ConvBlockSpec(SpecModel):
+    """A conv crossbar: ``C_out x (C_in k k)`` conductances (plus a bias column) read at
+    every output position of a convolution, then pooled in the periphery (docs/specs.md,
+    "Conv chips"). ``in_channels`` is optional: given, it must match the layer before."""
+
+    kind: Literal["conv"]
+    channels: PosInt = Field(description="output channels C_out (crossbar rows)")
+    kernel: PosInt = Field(description="square kernel side k (pixels)")
+    stride: PosInt = 1
+    padding: Annotated[int, Field(ge=0)] = 0
+    pool: Literal["none", "softmax", "average", "max"] = "none"
+    pool_size: PosInt | None = Field(
+        default=None, description="pooling window and stride (default 2 with a pooling)"
+    )
+    temperature: Pos = Field(default=1.0, description="softmax pooling temperature T")
+    in_channels: PosInt | None = None
+
+    def geometry(self, in_shape: tuple[int, int, int]) -> ConvGeometry:
+        """This block read from a layer of shape ``in_shape`` (``ValueError`` if unusable)."""
+        size = self.pool_size if self.pool_size is not None else (1 if self.pool == "none" else 2)
+        return ConvGeometry(
+            in_shape=in_shape,
+            channels=self.channels,
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            pool=self.pool,
+            pool_size=size,
+            temperature=self.temperature,
+        )
+
+
+class DenseBlockSpec(SpecModel):
+    """A dense crossbar onto ``units`` neurons (the layer before is read flattened)."""
+
+    kind: Literal["dense"]
+    units: PosInt
+
+
+BlockSpec = Annotated[ConvBlockSpec | DenseBlockSpec, Field(discriminator="kind")]
+
+
 class CircuitSpec(SpecModel):
-    """A whole chip: ``layers[0]`` inputs, then neuron layers, then the readout."""
+    """A whole chip: ``layers[0]`` inputs, then neuron layers, then the readout.
+
+    An MLP gives ``layers``; a conv chip gives ``input_shape`` ``(C, H, W)`` and ``blocks``
+    (conv blocks, then dense blocks), and ``layers`` is filled in with the flattened sizes.
+    """
 
     name: str = Field(min_length=1)
     description: str = ""
     seed: Seed
-    layers: tuple[PosInt, ...] = Field(min_length=2, strict=False)
+    layers: tuple[PosInt, ...] = Field(default=(), strict=False)
+    input_shape: tuple[PosInt, PosInt, PosInt] | None = Field(default=None, strict=False)
+    blocks: tuple[BlockSpec, ...] | None = Field(default=None, strict=False)
     readout: ReadoutSpec
     neuron: NeuronSpec
     crossbars: CrossbarsSpec
     periphery: PeripherySpec = PeripherySpec()
     dynamics: DynamicsSpec
     training: TrainingSpec | None = None
+
+    @model_validator(mode="after")
+    def _blocks(self) -> CircuitSpec:
+        if self.blocks is None:
+            if self.input_shape is not None:
+                raise FieldError(("input_shape",), "input_shape needs blocks (a conv chip)")
+            if len(self.layers) < 2:
+                raise FieldError(
+                    ("layers",),
+                    f"expected at least 2 layer sizes (inputs, then neurons), found "
+                    f"{list(self.layers)}; a conv chip gives input_shape and blocks instead",
+                )
+            return self
+        if self.layers:
+            raise FieldError(
+                ("layers",), "give either layers (an MLP) or input_shape and blocks, not both"
+            )
+        if self.input_shape is None:
+            raise FieldError(("input_shape",), "blocks need input_shape [channels, height, width]")
+        if not self.blocks:
+            raise FieldError(("blocks",), "expected at least one block")
+        shape: tuple[int, ...] = tuple(self.input_shape)
+        sizes = [math.prod(shape)]
+        for i, blk in enumerate(self.blocks):
+            if isinstance(blk, ConvBlockSpec):
+                if len(shape) != 3:
+                    raise FieldError(
+                        ("blocks", i, "kind"),
+                        "a conv block after a dense block: conv blocks come first (a dense "
+                        "layer has no image shape to convolve)",
+                    )
+                if blk.in_channels is not None and blk.in_channels != shape[0]:
+                    raise FieldError(
+                        ("blocks", i, "in_channels"),
+                        f"in_channels {blk.in_channels} does not match the {shape[0]} "
+                        f"channels of the layer before (shape {list(shape)})",
+                    )
+                try:
+                    shape = blk.geometry(shape).out_shape  # type: ignore[arg-type]
+                except GeometryError as e:
+                    raise FieldError(("blocks", i, e.field), str(e)) from None
+            else:
+                shape = (blk.units,)
+            sizes.append(math.prod(shape))
+        object.__setattr__(self, "layers", tuple(sizes))
+        return self
+
+    @property
+    def geometries(self) -> tuple[ConvGeometry | None, ...]:
+        """Per crossbar (in :attr:`crossbar_names` order): its conv geometry, or ``None``
+        for a dense crossbar (the readout is always dense)."""
+        out: list[ConvGeometry | None] = []
+        shape: tuple[int, ...] = tuple(self.input_shape or ())
+        for blk in self.blocks or ():
+            if isinstance(blk, ConvBlockSpec):
+                g = blk.geometry(shape)  # type: ignore[arg-type]
+                out.append(g)
+                shape = g.out_shape
+            else:
+                out.append(None)
+                shape = (blk.units,)
+        n = len(self.crossbar_names)
+        return (*out, *([None] * (n - len(out))))
+
+    @property
+    def layer_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each layer's shape: ``(C, H, W)`` for the input and conv outputs, ``(n,)`` else."""
+        shapes: list[tuple[int, ...]] = []
+        geoms = self.geometries
+        for i, n in enumerate(self.layers):
+            if i < len(geoms) and geoms[i] is not None:
+                shapes.append(geoms[i].in_shape)  # type: ignore[union-attr]
+            elif i > 0 and geoms[i - 1] is not None:
+                shapes.append(geoms[i - 1].out_shape)  # type: ignore[union-attr]
+            else:
+                shapes.append((n,))
+        return tuple(shapes)
 
     @model_validator(mode="after")
     def _shapes(self) -> CircuitSpec:
