@@ -64,18 +64,25 @@ class ConvGeometry:
             raise GeometryError(*problem)
 
     def _problem(self) -> tuple[str, str] | None:
-        """``(field, why)`` if this geometry gives no usable crossbar, else ``None``."""
+        """``(field, why)`` if this geometry gives no usable crossbar, else ``None``.
+
+        ``field`` is the conv block's field to blame (the spec points at its line); ``why``
+        says what was found and what is needed, with the numbers that decide it.
+        """
         c, h, w = self.in_shape
-        if min(c, h, w) < 1 or self.channels < 1:
-            return "in_shape", f"shapes must be positive, found in_shape {self.in_shape}"
-        if self.kernel < 1 or self.stride < 1 or self.padding < 0:
-            return "kernel", "kernel and stride must be >= 1 and padding >= 0"
-        if self.kernel > min(h, w) + 2 * self.padding:
-            return "kernel", (
-                f"kernel {self.kernel} is larger than its padded input "
-                f"{h + 2 * self.padding}x{w + 2 * self.padding} (input {h}x{w}, padding "
-                f"{self.padding})"
+        if min(c, h, w) < 1:
+            return "in_shape", (
+                f"expected a positive [channels, height, width], found {list(self.in_shape)}"
             )
+        for field, value, low in (
+            ("channels", self.channels, 1),
+            ("kernel", self.kernel, 1),
+            ("stride", self.stride, 1),
+            ("padding", self.padding, 0),
+            ("pool_size", self.pool_size, 1),
+        ):
+            if value < low:
+                return field, f"expected {field} >= {low}, found {value}"
         if self.pool not in POOLS:
             return "pool", f"expected one of {', '.join(POOLS)}, found {self.pool!r}"
         if (self.pool == "none") != (self.pool_size == 1):
@@ -83,14 +90,26 @@ class ConvGeometry:
                 f"pool {self.pool!r} with pool_size {self.pool_size}: a pooling needs "
                 "pool_size >= 2, no pooling pool_size 1"
             )
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             return "temperature", f"expected a temperature > 0, found {self.temperature}"
         hc, wc = self.conv_hw
-        if hc % self.pool_size or wc % self.pool_size:
+        k, s, p, ps = self.kernel, self.stride, self.padding, self.pool_size
+        if hc < 1 or wc < 1:  # whatever the stride: the kernel does not fit the padded input
+            return "kernel", (
+                f"kernel {k} is larger than its padded input {h + 2 * p}x{w + 2 * p} (input "
+                f"{h}x{w}, padding {p}): the convolution has no output position"
+            )
+        conv = f"the convolution's output {hc}x{wc} (input {h}x{w}, kernel {k}, stride {s}, "
+        conv += f"padding {p})"
+        if ps > min(hc, wc):
+            empty = f"pool_size {ps} is larger than {conv}: the pooled layer is empty"
+            if s > 1 and min(h, w) + 2 * p - k + 1 >= ps:  # stride 1 would leave a window
+                return "stride", f"stride {s} is too large: {empty}"
+            return "pool_size", empty
+        if hc % ps or wc % ps:
             return "pool_size", (
-                f"pool_size {self.pool_size} does not divide the convolution's output "
-                f"{hc}x{wc} (input {h}x{w}, kernel {self.kernel}, stride {self.stride}, "
-                f"padding {self.padding})"
+                f"pool_size {ps} does not divide {conv}: the pooling windows must tile it "
+                "(change the padding, kernel or stride, or the pooling)"
             )
         return None
 

@@ -47,3 +47,24 @@ def test_gradcheck_json_is_strict_where_a_figure_does_not_apply(
     assert main([*argv, "--json"]) == 0
     out = _strict_loads(capsys.readouterr().out)
     assert isinstance(out, dict) and out["circle_batch_ratio"] is None
+
+
+def test_check_json_of_a_conv_chip_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    """The conv fields extend the same objects: one entry per crossbar, null where a field
+    does not apply (a dense crossbar's geometry, an MLP's input_shape)."""
+    assert main(["check", "digits_cnn", "--json"]) == 0
+    out = _strict_loads(capsys.readouterr().out)
+    assert isinstance(out, dict) and out["input_shape"] == [1, 8, 8]
+    kinds = [(c["name"], c["kind"], c["geometry"] is None) for c in out["crossbars"]]
+    assert kinds == [
+        ("W0", "conv", False),
+        ("W1", "conv", False),
+        ("W2", "dense", True),
+        ("readout", "dense", True),
+    ]
+    assert out["crossbars"][0]["geometry"]["in_shape"] == [1, 8, 8]
+    assert main(["check", "toy", "--json"]) == 0
+    mlp = _strict_loads(capsys.readouterr().out)
+    assert isinstance(mlp, dict) and mlp["input_shape"] is None
+    assert set(mlp["crossbars"][0]) == set(out["crossbars"][0])
+    assert all(c["kind"] == "dense" and c["conv_shape"] is None for c in mlp["crossbars"])

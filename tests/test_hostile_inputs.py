@@ -187,6 +187,22 @@ def test_train_and_gradcheck_refuse_before_fabricating(
     assert "cannot fit" in _one_error_line(err, names="huge.yaml:7: layers:")
 
 
+@pytest.mark.parametrize("command", ["train", "gradcheck"])
+def test_a_conv_chip_that_cannot_fit_is_refused_before_fabricating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """2**24 channels in the first conv block: its reads (2**24 x 64 positions per sample and
+    state) and the next block's array (32 x 2**24 x 9) need TiB, refused at the blocks line."""
+    cnn = (ROOT / "circuits" / "digits_cnn.yaml").read_text(encoding="utf-8")
+    text = cnn.replace("channels: 16,", f"channels: {2**24},").replace("epochs: 20", "epochs: 1")
+    path = _write(tmp_path, "huge_cnn.yaml", text)
+    t0 = time.perf_counter()
+    assert main([command, str(path), "--beta", "0.1"]) == 2
+    assert time.perf_counter() - t0 < 20  # refused before any chip or XLA buffer
+    line = _one_error_line(capsys.readouterr().err, names="huge_cnn.yaml:10: blocks:")
+    assert "cannot fit" in line and "use smaller blocks" in line
+
+
 def test_every_emulated_chip_is_checked_before_fabrication(tmp_path: Path) -> None:
     """serve, sweeps, stability maps and the kit open the emulator driver directly: the
     driver itself refuses a chip that cannot fit, before allocating it."""

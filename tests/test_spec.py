@@ -251,7 +251,7 @@ def test_file_not_found(tmp_path, capsys):
 def test_neither_circuit_nor_card(tmp_path, capsys):
     path = _write(tmp_path, "other.yaml", "foo: 1\n")
     msg = _check_fails(capsys, str(path))
-    assert f"{path}:1: neither a circuit" in msg
+    assert f"{path}:1: neither a circuit (no 'layers' or 'blocks' key) nor a device card" in msg
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,3 +391,13 @@ def test_circuit_from_text_errors_use_the_given_name():
 def test_load_any_decides_by_keys():
     assert isinstance(load_any(find_circuit("toy")), Circuit)
     assert isinstance(load_any(find_device_card("ideal")), DeviceCard)
+    # A conv chip has input_shape and blocks instead of layers.
+    cnn = load_any(find_circuit("digits_cnn"))
+    assert isinstance(cnn, Circuit) and cnn.spec.layers == (64, 256, 128, 64)
+
+
+def test_a_conv_file_with_only_blocks_is_read_as_a_circuit(tmp_path, capsys):
+    cnn = find_circuit("digits_cnn").read_text(encoding="utf-8")
+    path = _write(tmp_path, "cnn.yaml", _replace(cnn, "input_shape: [1, 8, 8]\n", ""))
+    msg = _check_fails(capsys, str(path))
+    assert f"{path}:{_line(cnn, 'blocks:') - 1}: blocks: blocks need a top-level input_shape" in msg

@@ -3,7 +3,8 @@ huge numbers, binary bytes, non-UTF-8, wrong types in every field of a circuit, 
 and a sweep file). Each ends in a loaded spec (exit 0) or one ``FILE:LINE`` error line naming
 the file (exit 2), never a traceback, within a bounded time and memory per case.
 
-Documents come from a seeded RNG, so a failure names a case that reproduces.
+Documents come from a seeded RNG, so a failure names a case that reproduces. The every-field
+cases include a conv chip (``input_shape``, ``blocks`` and every block field, issue 14).
 """
 
 from __future__ import annotations
@@ -27,6 +28,34 @@ BASES = {
     "circuit": (ROOT / "circuits" / "toy.yaml").read_text(encoding="utf-8"),
     "card": (ROOT / "devices" / "rram_exp.yaml").read_text(encoding="utf-8"),
     "sweep": (ROOT / "studies" / "fig2d.yaml").read_text(encoding="utf-8"),
+}
+# A conv chip with every block field on its own line, so that each gets the wrong-typed values
+# (every-field cases only: the random mutations keep their seeded sequence over BASES).
+CONV_BLOCKS = """blocks:
+  - kind: conv
+    channels: 4
+    kernel: 3
+    stride: 1
+    padding: 1
+    pool: softmax
+    pool_size: 2
+    temperature: 1.0
+    in_channels: 1
+  - kind: conv
+    channels: 8
+    kernel: 3
+    stride: 1
+    padding: 1
+    pool: average
+    pool_size: 2
+    in_channels: 4
+  - kind: dense
+    units: 16
+"""
+_CNN = (ROOT / "circuits" / "digits_cnn.yaml").read_text(encoding="utf-8")
+FIELD_BASES = {
+    **BASES,
+    "conv": _CNN[: _CNN.index("blocks:\n")] + CONV_BLOCKS + _CNN[_CNN.index("readout:\n") :],
 }
 CASE_SECONDS = 3.0  # per document, generous for a loaded 2-core machine (typical: < 0.05 s)
 CASE_BYTES = 64 * 1024 * 1024  # traced peak per document (typical: < 2 MB)
@@ -145,9 +174,9 @@ def _every_field(text: str) -> Iterator[bytes]:
 def _cases() -> list[tuple[str, str, bytes]]:
     """``(id, kind, document)``: every field of each base, then seeded random mutations."""
     cases = []
-    for kind, text in BASES.items():
+    for kind, text in FIELD_BASES.items():
         for n, doc in enumerate(_every_field(text)):
-            cases.append((f"{kind}-field-{n}", kind, doc))
+            cases.append((f"{kind}-field-{n}", "circuit" if kind == "conv" else kind, doc))
     rng = random.Random(12)
     for n in range(620):
         kind = rng.choice(list(BASES))

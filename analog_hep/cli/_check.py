@@ -2,8 +2,11 @@
 
 A circuit's summary gives its layers, loss, activation (and whether it is holomorphic),
 dynamics, every crossbar (shape, bias, device card, mapping), the parameter count and the
-noise and mismatch settings. A card's summary gives its source, conductance range, levels and
-response model. Invalid files exit with code 2 and one ``FILE:LINE: FIELD: ...`` line.
+noise and mismatch settings; a conv chip's also gives, per block, the shapes it reads, convolves
+and drives, its array, its reads per settle step and its parameters and devices, and flags max
+pooling as not holomorphic (hEP with N > 2 is refused on such a chip). A card's summary gives
+its source, conductance range, levels and response model. Invalid files exit with code 2 and
+one ``FILE:LINE: FIELD: ...`` line.
 
 A circuit's summary also gives the estimated memory of its chip and of a training step (at
 the batch and points of its ``training`` section, or the defaults), and a circuit that cannot
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .._geometry import ConvGeometry
 from ..spec import (
     DEFAULT_TRAINING,
     Circuit,
@@ -67,14 +71,40 @@ def run(args: argparse.Namespace) -> int:
 # Summaries as plain dicts (the --json output); the text output is rendered from them.
 
 
-def _shapes(spec: CircuitSpec) -> dict[str, tuple[int, int]]:
-    """``(n_out, n_in)`` of each crossbar: ``W{i}`` maps layers[i] -> layers[i+1], ``readout``
-    maps layers[-1] -> classes."""
-    layers = spec.layers
-    shapes = {f"W{i}": (layers[i + 1], layers[i]) for i in range(len(layers) - 1)}
-    if "readout" in spec.crossbar_names:
-        shapes["readout"] = (spec.readout.classes, layers[-1])
-    return shapes
+def _reads_per_step(index: int, name: str, geometry: ConvGeometry | None) -> dict[str, Any]:
+    """Reads of one crossbar's array per settle step and sample: ``forward`` (``W s``),
+    ``transposed`` (``W^T s``) and whether they happen on ``nudged_only`` steps.
+
+    A conv array is read once per output position (``H_conv W_conv``) each way; the first
+    crossbar is never read transposed (its inputs are clamped); the readout is read only while
+    nudged (cross-entropy's nudge ``-beta W^T (softmax(o) - y)``; the free phase skips it).
+    """
+    reads = 1 if geometry is None else geometry.positions
+    return {
+        "forward": reads,
+        "transposed": 0 if index == 0 else reads,
+        "nudged_only": name == "readout",
+    }
+
+
+def _crossbar_blocks(spec: CircuitSpec) -> list[dict[str, Any]]:
+    """Per crossbar: its kind, the shapes of the layers it reads and drives, its geometry and
+    reads per settle step (the block-level part of a crossbar's summary)."""
+    shapes = spec.layer_shapes
+    out = []
+    for i, (name, g) in enumerate(zip(spec.crossbar_names, spec.geometries, strict=True)):
+        readout = name == "readout"
+        out.append(
+            {
+                "kind": "dense" if g is None else "conv",
+                "in_shape": list(shapes[-1] if readout else shapes[i]),
+                "out_shape": [spec.readout.classes] if readout else list(shapes[i + 1]),
+                "conv_shape": None if g is None else [g.channels, *g.conv_hw],
+                "geometry": None if g is None else g.to_dict(),
+                "reads_per_step": _reads_per_step(i, name, g),
+            }
+        )
+    return out
 
 
 def memory_summary(circuit: Circuit) -> dict[str, Any]:
@@ -109,18 +139,26 @@ def _nonzero(settings: dict[str, Any]) -> dict[str, Any]:
 def circuit_summary(circuit: Circuit) -> dict[str, Any]:
     """A JSON-able summary of a validated circuit (the ``check --json`` output).
 
-    Keys: ``kind`` ("circuit"), ``name``, ``description``, ``path``, ``layers``, ``readout``,
-    ``activation``, ``dynamics``, ``crossbars`` (one object per crossbar: ``name``,
-    ``n_out``, ``n_in``, ``bias``, ``device``, ``response_model``, ``mapping_scheme``,
-    ``w_max``, ``init``, ``parameters``), ``parameter_count``, ``weight_count``,
-    ``bias_count``, ``device_count``, ``neuron``, ``periphery``, ``devices`` (noise and
-    variation of each card), ``holomorphic`` and ``non_holomorphic_parts``.
+    Keys: ``kind`` ("circuit"), ``name``, ``description``, ``path``, ``seed``, ``layers``
+    (flattened sizes), ``input_shape`` (``[C, H, W]`` of a conv chip, else null),
+    ``layer_shapes``, ``readout``, ``activation``, ``dynamics``, ``crossbars`` (one object per
+    crossbar, i.e. per block and the readout: ``name``, ``n_out``, ``n_in`` (the array,
+    ``C_out x C_in k k`` for a conv crossbar), ``bias``, ``device``, ``response_model``,
+    ``mapping_scheme``, ``w_max``, ``init``, ``weights``, ``biases``, ``parameters``,
+    ``devices``, ``kind`` (``conv`` or ``dense``), ``in_shape``, ``out_shape`` (the layers
+    it reads and drives), ``conv_shape`` (``[C_out, H_conv, W_conv]`` before pooling, null
+    for dense), ``geometry`` (null for dense), ``reads_per_step`` (``forward``,
+    ``transposed``, ``nudged_only``)), ``parameter_count``, ``weight_count``, ``bias_count``,
+    ``device_count``, ``neuron``, ``periphery``, ``devices`` (noise and variation of each
+    card), ``holomorphic``, ``non_holomorphic_parts``, ``max_hep_points`` (2 on a
+    non-holomorphic chip, else null) and ``outside_dynamics``.
     """
     from ..physics import is_holomorphic  # jax: imported only when a circuit is checked
 
     spec = circuit.spec
     crossbars = []
-    for name, (n_out, n_in) in _shapes(spec).items():
+    blocks = _crossbar_blocks(spec)
+    for (name, (n_out, n_in)), block in zip(spec.crossbar_shapes.items(), blocks, strict=True):
         xb = spec.crossbar(name)
         assert xb.mapping is not None and xb.init is not None and xb.bias is not None
         card = circuit.devices[name]
@@ -138,12 +176,19 @@ def circuit_summary(circuit: Circuit) -> dict[str, Any]:
                 "init": xb.init.model_dump(exclude_none=True),
                 "weights": weights,
                 "biases": biases,
+                "parameters": weights + biases,
+                # W = (G+ - G-) / g_unit: every weight and bias is a differential pair.
+                "devices": 2 * (weights + biases),
+                **block,
             }
         )
     weight_count = sum(c["weights"] for c in crossbars)
     bias_count = sum(c["biases"] for c in crossbars)
     act = spec.neuron.activation
-    holomorphic = is_holomorphic(act.name)
+    # Max pooling is not holomorphic either (the plan refuses hEP N > 2 on such a chip).
+    max_pools = [f"{c['name']} max pooling" for c in crossbars if _pool(c) == "max"]
+    not_holomorphic = ([] if is_holomorphic(act.name) else [f"activation {act.name}"]) + max_pools
+    holomorphic = not not_holomorphic
     # ADC/DAC quantise inputs and read-outs, outside the settle dynamics, so they do not
     # break holomorphy in beta; they are listed so that the user sees them.
     outside = [
@@ -160,10 +205,12 @@ def circuit_summary(circuit: Circuit) -> dict[str, Any]:
         "path": circuit.path,
         "seed": spec.seed,
         "layers": list(spec.layers),
+        "input_shape": None if spec.input_shape is None else list(spec.input_shape),
+        "layer_shapes": [list(shape) for shape in spec.layer_shapes],
         "readout": {"classes": spec.readout.classes, "loss": spec.readout.loss},
         "activation": {
             **act.model_dump(exclude_none=True),
-            "holomorphic": holomorphic,
+            "holomorphic": is_holomorphic(act.name),
         },
         "dynamics": {
             **dyn.model_dump(exclude_none=True),
@@ -190,7 +237,9 @@ def circuit_summary(circuit: Circuit) -> dict[str, Any]:
             for card in {c.name: c for c in circuit.devices.values()}.values()
         },
         "holomorphic": holomorphic,
-        "non_holomorphic_parts": ([] if holomorphic else [f"activation {act.name}"]),
+        "non_holomorphic_parts": not_holomorphic,
+        # hEP and online with N > 2 points need holomorphic dynamics (hep/_plan.py refuses).
+        "max_hep_points": None if holomorphic else 2,
         "outside_dynamics": outside,
     }
 
@@ -281,19 +330,23 @@ def _circuit_text(s: dict[str, Any]) -> str:
     if s["holomorphic"]:
         holo = "yes"
     else:
-        holo = f"no ({', '.join(s['non_holomorphic_parts'])}: hEP with N > 2 is not exact)"
+        holo = (
+            f"no ({', '.join(s['non_holomorphic_parts'])}): hEP with N > 2 is refused on this "
+            "chip; N = 2 (real nudges) is allowed"
+        )
     if s["outside_dynamics"]:
         parts = ", ".join(s["outside_dynamics"])
         holo += f"; quantisers outside the dynamics (no effect on holomorphy): {parts}"
     lines = [
         f"circuit {s['name']}" + (f"  ({s['path']})" if s["path"] else ""),
         *([f"  {s['description']}"] if s["description"] else []),
-        f"layers:      {' -> '.join(str(n) for n in s['layers'])}",
+        f"layers:      {_layers_text(s)}",
         f"readout:     {s['readout']['loss']} over {s['readout']['classes']} classes",
         f"activation:  {act['name']}"
         + (f" ({params})" if params else "")
         + (", holomorphic" if act["holomorphic"] else ", NOT holomorphic"),
         f"dynamics:    {dyn_text}, rate dt/tau={dyn['rate']:g}",
+        *(_blocks_text(s["crossbars"]) if s["input_shape"] is not None else []),
         "crossbars:",
         *xb_lines,
         f"parameters:  {s['parameter_count']} ({s['weight_count']} weights, "
@@ -306,6 +359,60 @@ def _circuit_text(s: dict[str, Any]) -> str:
         f"holomorphic: {holo}",
     ]
     return "\n".join(lines)
+
+
+def _pool(crossbar: dict[str, Any]) -> str:
+    """A crossbar summary's pooling (``none`` for a dense crossbar)."""
+    return "none" if crossbar["geometry"] is None else crossbar["geometry"]["pool"]
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+def _layers_text(s: dict[str, Any]) -> str:
+    """``64 -> 8 -> 4`` for an MLP; a conv chip's layers with their shapes,
+    ``1x8x8 (64) -> 16x4x4 (256) -> ... -> 64``."""
+    if s["input_shape"] is None:
+        return " -> ".join(str(n) for n in s["layers"])
+    return " -> ".join(
+        str(n) if len(shape) == 1 else f"{_shape_text(shape)} ({n})"
+        for n, shape in zip(s["layers"], s["layer_shapes"], strict=True)
+    )
+
+
+def _blocks_text(crossbars: list[dict[str, Any]]) -> list[str]:
+    """Two lines per block of a conv chip: what it computes (shapes in, before pooling, out),
+    then its array, its reads per settle step and its parameter and device counts."""
+    width = max(len(c["name"]) for c in crossbars)
+    lines = ["blocks:"]
+    for c in crossbars:
+        g = c["geometry"]
+        if g is None:
+            what = f"dense: {_shape_text(c['in_shape'])} -> {_shape_text(c['out_shape'])}"
+        else:
+            pool = g["pool"]
+            if pool == "none":
+                pooling = "no pooling"
+            else:
+                size = g["pool_size"]
+                temp = f" (T={g['temperature']:g})" if pool == "softmax" else ""
+                pooling = f"{pool} pooling {size}x{size}{temp}"
+            what = (
+                f"conv {g['kernel']}x{g['kernel']}, stride {g['stride']}, padding "
+                f"{g['padding']}, {pooling}: {_shape_text(c['in_shape'])} -> "
+                f"{_shape_text(c['conv_shape'])} -> {_shape_text(c['out_shape'])}"
+            )
+        r = c["reads_per_step"]
+        step = "nudged step" if r["nudged_only"] else "step"
+        lines += [
+            f"  {c['name']:<{width}}  {what}",
+            f"  {'':<{width}}  array {c['n_out']} x {c['n_in']}"
+            + (" + bias" if c["bias"] else "")
+            + f"; {r['forward']} forward + {r['transposed']} transposed reads per {step}; "
+            f"{c['parameters']} parameters ({c['devices']} devices)",
+        ]
+    return lines
 
 
 def _memory_text(m: dict[str, Any]) -> str:

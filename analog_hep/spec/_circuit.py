@@ -399,7 +399,8 @@ circuit's measured settings), batch 20 and 10 epochs (docs/specs.md)."""
 class ConvBlockSpec(SpecModel):
     """A conv crossbar: ``C_out x (C_in k k)`` conductances (plus a bias column) read at
     every output position of a convolution, then pooled in the periphery (docs/specs.md,
-    "Conv chips"). ``in_channels`` is optional: given, it must match the layer before."""
+    "Conv chips"). ``in_channels`` is optional: given, it must match the layer before;
+    ``temperature`` is softmax pooling's alone (1 when not given)."""
 
     kind: Literal["conv"]
     channels: PosInt = Field(description="output channels C_out (crossbar rows)")
@@ -410,11 +411,22 @@ class ConvBlockSpec(SpecModel):
     pool_size: PosInt | None = Field(
         default=None, description="pooling window and stride (default 2 with a pooling)"
     )
-    temperature: Pos = Field(default=1.0, description="softmax pooling temperature T")
+    temperature: Pos | None = Field(
+        default=None, description="softmax pooling temperature T (activity units; default 1)"
+    )
     in_channels: PosInt | None = None
 
+    @model_validator(mode="after")
+    def _pool_fields(self) -> ConvBlockSpec:
+        if self.temperature is not None and self.pool != "softmax":
+            raise FieldError(
+                ("temperature",),
+                f"pool {self.pool!r} takes no temperature (only softmax pooling has one)",
+            )
+        return self
+
     def geometry(self, in_shape: tuple[int, int, int]) -> ConvGeometry:
-        """This block read from a layer of shape ``in_shape`` (``ValueError`` if unusable)."""
+        """This block read from a layer of shape ``in_shape`` (``GeometryError`` if unusable)."""
         size = self.pool_size if self.pool_size is not None else (1 if self.pool == "none" else 2)
         return ConvGeometry(
             in_shape=in_shape,
@@ -424,7 +436,7 @@ class ConvBlockSpec(SpecModel):
             padding=self.padding,
             pool=self.pool,
             pool_size=size,
-            temperature=self.temperature,
+            temperature=1.0 if self.temperature is None else self.temperature,
         )
 
 
@@ -436,6 +448,44 @@ class DenseBlockSpec(SpecModel):
 
 
 BlockSpec = Annotated[ConvBlockSpec | DenseBlockSpec, Field(discriminator="kind")]
+
+
+def _block_layers(
+    input_shape: tuple[int, int, int], blocks: tuple[ConvBlockSpec | DenseBlockSpec, ...]
+) -> tuple[int, ...]:
+    """Flattened layer sizes of a conv chip, inputs first; a block that cannot follow the
+    layer before raises :class:`FieldError` at that block's offending field."""
+    shape: tuple[int, ...] = tuple(input_shape)
+    sizes = [math.prod(shape)]
+    dense_at: int | None = None
+    for i, blk in enumerate(blocks):
+        if isinstance(blk, DenseBlockSpec):
+            if dense_at is None:
+                dense_at = i
+            shape = (blk.units,)
+            sizes.append(blk.units)
+            continue
+        if dense_at is not None:
+            raise FieldError(
+                ("blocks", i, "kind"),
+                f"a conv block after the dense block blocks[{dense_at}]: conv blocks come "
+                "first (a dense layer has no image shape to convolve)",
+            )
+        before = "input_shape" if i == 0 else f"blocks[{i - 1}]'s output"
+        if blk.in_channels is not None and blk.in_channels != shape[0]:
+            raise FieldError(
+                ("blocks", i, "in_channels"),
+                f"in_channels {blk.in_channels} does not match the {shape[0]} channels of "
+                f"the layer before ({before}, shape {list(shape)})",
+            )
+        try:
+            geometry = blk.geometry(shape)  # type: ignore[arg-type]
+        except GeometryError as e:
+            where = f" ({before} is {list(shape)})" if i > 0 else ""
+            raise FieldError(("blocks", i, e.field), f"{e}{where}") from None
+        shape = geometry.out_shape
+        sizes.append(geometry.out_size)
+    return tuple(sizes)
 
 
 class CircuitSpec(SpecModel):
@@ -462,7 +512,9 @@ class CircuitSpec(SpecModel):
     def _blocks(self) -> CircuitSpec:
         if self.blocks is None:
             if self.input_shape is not None:
-                raise FieldError(("input_shape",), "input_shape needs blocks (a conv chip)")
+                raise FieldError(
+                    ("input_shape",), "input_shape needs blocks (a conv chip); an MLP gives layers"
+                )
             if len(self.layers) < 2:
                 raise FieldError(
                     ("layers",),
@@ -472,36 +524,17 @@ class CircuitSpec(SpecModel):
             return self
         if self.layers:
             raise FieldError(
-                ("layers",), "give either layers (an MLP) or input_shape and blocks, not both"
+                ("layers",),
+                "give either layers (an MLP) or input_shape and blocks (a conv chip), not both",
             )
         if self.input_shape is None:
-            raise FieldError(("input_shape",), "blocks need input_shape [channels, height, width]")
+            raise FieldError(
+                ("blocks",),
+                "blocks need a top-level input_shape: [channels, height, width] of the inputs",
+            )
         if not self.blocks:
             raise FieldError(("blocks",), "expected at least one block")
-        shape: tuple[int, ...] = tuple(self.input_shape)
-        sizes = [math.prod(shape)]
-        for i, blk in enumerate(self.blocks):
-            if isinstance(blk, ConvBlockSpec):
-                if len(shape) != 3:
-                    raise FieldError(
-                        ("blocks", i, "kind"),
-                        "a conv block after a dense block: conv blocks come first (a dense "
-                        "layer has no image shape to convolve)",
-                    )
-                if blk.in_channels is not None and blk.in_channels != shape[0]:
-                    raise FieldError(
-                        ("blocks", i, "in_channels"),
-                        f"in_channels {blk.in_channels} does not match the {shape[0]} "
-                        f"channels of the layer before (shape {list(shape)})",
-                    )
-                try:
-                    shape = blk.geometry(shape).out_shape  # type: ignore[arg-type]
-                except GeometryError as e:
-                    raise FieldError(("blocks", i, e.field), str(e)) from None
-            else:
-                shape = (blk.units,)
-            sizes.append(math.prod(shape))
-        object.__setattr__(self, "layers", tuple(sizes))
+        object.__setattr__(self, "layers", _block_layers(self.input_shape, self.blocks))
         return self
 
     @property
@@ -538,6 +571,15 @@ class CircuitSpec(SpecModel):
     @model_validator(mode="after")
     def _shapes(self) -> CircuitSpec:
         if self.readout.loss == "mse" and self.layers[-1] != self.readout.classes:
+            if self.blocks:  # a conv chip: blame the last block's size
+                last = self.blocks[-1]
+                field = "units" if isinstance(last, DenseBlockSpec) else "channels"
+                raise FieldError(
+                    ("blocks", len(self.blocks) - 1, field),
+                    f"loss 'mse' nudges the last layer towards one-hot targets, so the last "
+                    f"block must give readout.classes ({self.readout.classes}) activities, "
+                    f"found {self.layers[-1]}",
+                )
             raise FieldError(
                 ("layers", len(self.layers) - 1),
                 f"loss 'mse' nudges the last layer towards one-hot targets, so layers[-1] must "
@@ -568,6 +610,22 @@ class CircuitSpec(SpecModel):
         """``W0 .. W{L-1}`` between layers, then ``readout`` for cross-entropy circuits."""
         names = tuple(f"W{i}" for i in range(len(self.layers) - 1))
         return (*names, "readout") if self.readout.loss == "cross_entropy" else names
+
+    @property
+    def crossbar_shapes(self) -> dict[str, tuple[int, int]]:
+        """``(n_out, n_in)`` of each crossbar, bias column apart, in :attr:`crossbar_names`
+        order: ``W{i}`` is ``layers[i+1] x layers[i]``, a conv crossbar ``C_out x (C_in k k)``
+        (one array read at every output position), ``readout`` ``classes x layers[-1]``."""
+        layers = self.layers
+        shapes: dict[str, tuple[int, int]] = {}
+        for i, (name, g) in enumerate(zip(self.crossbar_names, self.geometries, strict=True)):
+            if g is not None:
+                shapes[name] = (g.channels, g.n_in)
+            elif name == "readout":
+                shapes[name] = (self.readout.classes, layers[-1])
+            else:
+                shapes[name] = (layers[i + 1], layers[i])
+        return shapes
 
     def crossbar(self, name: str) -> CrossbarSpec:
         """The default crossbar with this crossbar's overrides applied (all fields set)."""

@@ -36,6 +36,7 @@ class _Place:
     path: KeyPath  # keys and indices in the YAML data (no union tags)
     parent: type[BaseModel] | None  # model whose field is ``path[-1]`` (None: not a model)
     shown: KeyPath  # ``path`` for messages: mapping keys as str, so int keys don't read as [i]
+    declared: Any = None  # the declared type at ``path`` (None where the walk cannot tell)
 
 
 def _strip(tp: Any) -> Any:
@@ -109,7 +110,7 @@ def _place(model: type[BaseModel], loc: tuple[str | int, ...]) -> _Place:
                 tp = args[0] if args else None
         else:
             parent, tp = None, None
-    return _Place(tuple(path), parent, tuple(shown))
+    return _Place(tuple(path), parent, tuple(shown), tp)
 
 
 def _type_name(value: Any) -> str:
@@ -210,11 +211,14 @@ def _describe(model: type[BaseModel], err: ErrorDetails) -> tuple[KeyPath, KeyPa
         else:
             hint = "remove it"
         return path, shown, f"unknown key {key!r}; {hint}"
+    if kind == "missing" and isinstance(loc[-1], int) and isinstance(err["input"], list):
+        # A fixed-length list (``input_shape: [8, 8]``): pydantic reports the absent item.
+        return path[:-1], shown[:-1], _length_message(model, loc[:-1], err["input"])
     if kind == "missing":
         return path[:-1], shown, f"missing required key {path[-1]!r}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = str(ctx.get("discriminator", "'model'")).strip("'")
-        expected = ctx.get("expected_tags") or _tags_of_union(model, loc)
+        expected = ctx.get("expected_tags") or _tags_of_union(model, loc, tag)
         if kind == "union_tag_not_found":
             return path, (*shown, tag), f"missing required key {tag!r} (one of {expected})"
         found = err["input"].get(tag) if isinstance(err["input"], Mapping) else None
@@ -223,17 +227,24 @@ def _describe(model: type[BaseModel], err: ErrorDetails) -> tuple[KeyPath, KeyPa
     return path, shown, f"expected {_expected(err)}, found {_show(err['input'])}"
 
 
-def _tags_of_union(model: type[BaseModel], loc: tuple[str | int, ...]) -> str:
-    """The tags a discriminated union at ``loc`` accepts, quoted, for messages."""
-    tp: Any = model
-    for part in loc:
-        tp = _strip(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
-            field = tp.model_fields.get(part)
-            tp = field.annotation if field is not None else None
-        else:
-            return "the allowed models"
-    tags = [t for m in _union_members(_strip(tp)) for t in _literal_tags(m)]
+def _length_message(model: type[BaseModel], loc: tuple[str | int, ...], found: list) -> str:
+    """``expected a list of 3 items, found [8, 8] (list)`` for a short fixed-length list."""
+    tp = _strip(_place(model, loc).declared)
+    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    if typing.get_origin(tp) is tuple and len(args) == len(typing.get_args(tp)) and args:
+        return f"expected a list of {len(args)} items, found {_show(found)}"
+    return f"expected a longer list, found {_show(found)}"
+
+
+def _tags_of_union(model: type[BaseModel], loc: tuple[str | int, ...], tag: str) -> str:
+    """The values of the discriminator ``tag`` that the union at ``loc`` accepts, quoted."""
+    tags: list[str] = []
+    for member in _union_members(_strip(_place(model, loc).declared)):
+        is_model = isinstance(member, type) and issubclass(member, BaseModel)
+        field = member.model_fields.get(tag) if is_model else None
+        ann = _strip(field.annotation) if field is not None else None
+        if typing.get_origin(ann) is Literal:
+            tags.extend(str(a) for a in typing.get_args(ann))
     return ", ".join(repr(t) for t in tags) or "the allowed models"
 
 

@@ -36,7 +36,7 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 _CARD_KEYS = ("response", "conductance")
-_CIRCUIT_KEYS = ("layers",)
+_CIRCUIT_KEYS = ("layers", "blocks", "input_shape")
 
 
 @dataclass(frozen=True)
@@ -285,8 +285,9 @@ def _any_file(ref: str | Path) -> Path:
 
 
 def load_any(path: str | Path) -> Circuit | DeviceCard:
-    """Load a file that is either a circuit (has ``layers``) or a device card (has ``response``
-    or ``conductance``), deciding by its top-level keys.
+    """Load a file that is either a circuit (has ``layers``, or ``blocks``/``input_shape`` for a
+    conv chip) or a device card (has ``response`` or ``conductance``), deciding by its
+    top-level keys.
 
     **Arguments:** ``path`` a file path (a bare name is looked up among circuits and cards).
 
@@ -303,6 +304,6 @@ def load_any(path: str | Path) -> Circuit | DeviceCard:
         return parse_spec(DeviceCard, doc.data, path=doc.path, lines=doc.lines)
     shown = ", ".join(repr(k) for k in doc.data) or "none"
     raise SpecError(
-        f"{doc.path}:{line_of(doc.lines, ())}: neither a circuit (it has no 'layers' key) nor a "
-        f"device card (no 'response' or 'conductance' key); top-level keys: {shown}"
+        f"{doc.path}:{line_of(doc.lines, ())}: neither a circuit (no 'layers' or 'blocks' key) "
+        f"nor a device card (no 'response' or 'conductance' key); top-level keys: {shown}"
     )

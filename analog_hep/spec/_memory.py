@@ -41,6 +41,14 @@ STEP_BYTES_PER_CELL = 4 + 8 + 4 + 2 * 4
 # pre-activation, the transposed feedback, the previous state, the noise draw and the kept
 # settled state, all complex64.
 STEP_BYTES_PER_ACTIVITY = 6 * 8
+# Per conv crossbar, per sample and per settled state, for each of its ``C_out H_conv W_conv``
+# values before pooling: the read at every position, the periphery's ``J_pool(z)^T s`` driven
+# back for the transposed read, and the post-synaptic signal kept for the learning signal
+# (emulator/_settle.py), complex64 each.
+STEP_BYTES_PER_CONV_VALUE = 3 * 8
+# Per conv crossbar, per sample and per settled state: the input patches the learning signal
+# multiplies, ``H_conv W_conv x C_in k k`` values (complex64; hep/_signals.py).
+STEP_BYTES_PER_PATCH_VALUE = 8
 
 
 @dataclass(frozen=True)
@@ -67,19 +75,26 @@ class MemoryEstimate:
 
 
 def _cells(spec: CircuitSpec, *, tiki_taka: bool = False) -> int:
-    """Crossbar cells: ``W{i}`` is ``layers[i+1] x (layers[i] + bias)``, then the readout
-    (``tiki_taka``: those of the crossbars with a fast array only)."""
-    layers = spec.layers
-    shapes = [(layers[i + 1], layers[i]) for i in range(len(layers) - 1)]
-    if "readout" in spec.crossbar_names:
-        shapes.append((spec.readout.classes, layers[-1]))
+    """Crossbar cells: ``n_out x (n_in + bias)`` per crossbar (``W{i}`` is
+    ``layers[i+1] x layers[i]``, a conv crossbar ``C_out x C_in k k``, the readout
+    ``classes x layers[-1]``; ``tiki_taka``: those of the crossbars with a fast array only)."""
     total = 0
-    for name, (n_out, n_in) in zip(spec.crossbar_names, shapes, strict=True):
+    for name, (n_out, n_in) in spec.crossbar_shapes.items():
         xspec = spec.crossbar(name)
         if tiki_taka and xspec.tiki_taka is None:
             continue
         total += n_out * (n_in + (1 if xspec.bias else 0))
     return total
+
+
+def _conv_bytes_per_state(spec: CircuitSpec) -> int:
+    """Bytes the conv crossbars add to a training step per sample and settled state: their
+    reads before pooling and their patches; 0 for an MLP."""
+    return sum(
+        g.conv_size * STEP_BYTES_PER_CONV_VALUE + g.positions * g.n_in * STEP_BYTES_PER_PATCH_VALUE
+        for g in spec.geometries
+        if g is not None
+    )
 
 
 def estimate_memory(spec: CircuitSpec, *, batch: int, points: int) -> MemoryEstimate:
@@ -89,6 +104,8 @@ def estimate_memory(spec: CircuitSpec, *, batch: int, points: int) -> MemoryEsti
     per sample (the free state is counted on top).
 
     **Returns:** a :class:`MemoryEstimate` (exact integers: no overflow for any layer size).
+    A conv crossbar is one ``C_out x C_in k k`` array (its cells), read at every output
+    position: its reads and patches count per sample and state in the step.
 
     >>> from analog_hep.spec import load_circuit
     >>> estimate_memory(load_circuit("toy").spec, batch=10, points=8).cells
@@ -100,8 +117,10 @@ def estimate_memory(spec: CircuitSpec, *, batch: int, points: int) -> MemoryEsti
     )
     chip = cells * CHIP_BYTES_PER_CELL + neurons * CHIP_BYTES_PER_NEURON
     chip += _cells(spec, tiki_taka=True) * TIKI_TAKA_BYTES_PER_CELL
-    activity = batch * (points + 1) * (sum(spec.layers) + spec.readout.classes)
+    states = batch * (points + 1)
+    activity = states * (sum(spec.layers) + spec.readout.classes)
     step = cells * STEP_BYTES_PER_CELL + activity * STEP_BYTES_PER_ACTIVITY
+    step += states * _conv_bytes_per_state(spec)
     return MemoryEstimate(cells, neurons, batch, points, chip, step)
 
 
@@ -175,10 +194,10 @@ def available_memory() -> tuple[int | None, str]:
     return _host_available(), "in this machine's memory"
 
 
-def _layers_line(text: str | None) -> int:
-    """Line of the top-level ``layers:`` key in a circuit's YAML text (1 if not found)."""
+def _key_line(text: str | None, key: str) -> int:
+    """Line of the top-level ``key:`` in a circuit's YAML text (1 if not found)."""
     for number, line in enumerate((text or "").splitlines(), start=1):
-        if line.startswith("layers:"):
+        if line.startswith(f"{key}:"):
             return number
     return 1
 
@@ -194,22 +213,24 @@ def check_fits(
     """Refuse a circuit whose chip and training step cannot fit in the available memory.
 
     **Arguments:** ``spec`` the circuit; ``batch`` and ``points`` of a step; ``path`` and
-    ``text`` the circuit file and its YAML, to name the ``layers`` line in the message.
+    ``text`` the circuit file and its YAML, to name the ``layers`` line (a conv chip's
+    ``blocks`` line) in the message.
 
     **Returns:** the :class:`MemoryEstimate` (when it fits, or when the free memory is unknown).
 
-    **Raises:** :class:`SpecError` ``FILE:LINE: layers: ...`` with the estimate and the
-    memory available.
+    **Raises:** :class:`SpecError` ``FILE:LINE: layers: ...`` (``blocks: ...``) with the
+    estimate and the memory available.
     """
     est = estimate_memory(spec, batch=batch, points=points)
     free, where = available_memory()
     if free is None or est.total_bytes <= free:
         return est
     name = path or spec.name
+    key = "layers" if spec.blocks is None else "blocks"  # what sizes a conv chip: its blocks
     raise SpecError(
-        f"{name}:{_layers_line(text)}: layers: this chip cannot fit {where}: it needs about "
+        f"{name}:{_key_line(text, key)}: {key}: this chip cannot fit {where}: it needs about "
         f"{format_bytes(est.total_bytes)} (chip {format_bytes(est.chip_bytes)} for "
         f"{est.cells:,} device pairs at {CHIP_BYTES_PER_CELL} B each; a training step "
         f"{format_bytes(est.step_bytes)} at batch {batch} x {points + 1} settled states), "
-        f"above the {format_bytes(free)} available; use smaller layers or a smaller --batch"
+        f"above the {format_bytes(free)} available; use smaller {key} or a smaller --batch"
     )
