@@ -185,7 +185,7 @@ def test_conv_chips_default_to_programming_the_accumulated_update():
 def test_max_pooling_chip_refuses_hep_beyond_two_points_and_allows_two():
     drv = EmulatorDriver(tiny(pool="max", act="{name: hardtanh}"), seed=0)
     assert not drv.describe().holomorphic
-    with pytest.raises(UnsupportedCapability, match="not holomorphic.*N = 2"):
+    with pytest.raises(UnsupportedCapability, match=r"not holomorphic.*N = 2"):
         Controller(drv, hep_config(points=4))
     ctrl = Controller(drv, hep_config(points=2))
     x, y = random_batch(36, 4, 4, key=jax.random.PRNGKey(0))
