@@ -176,7 +176,7 @@ def test_frames_round_trip_every_dtype_and_tag():
     arrays["big_endian"] = np.arange(3, dtype=">f8")
     msg = {"a": arrays, "c": 1 - 0.5j, "n": [float("nan"), float("inf"), -float("inf")], "s": "x"}
     frame = wire.encode_frame(msg)
-    assert frame[:4] == b"AHEP" and struct.unpack("<H", frame[4:6])[0] == 1
+    assert frame[:4] == b"AHEP" and struct.unpack("<H", frame[4:6])[0] == wire.PROTOCOL_VERSION == 2
     _, _, _, h_len, p_len = struct.unpack("<4sHHIQ", frame[:20])
     out = wire.decode_frame(frame[20 : 20 + h_len], frame[20 + h_len :])
     assert len(frame) == 20 + h_len + p_len
@@ -458,6 +458,103 @@ def test_bad_arguments_are_refused_before_any_io(toy_server):
         with pytest.raises(OutOfRange):
             d.run_schedule(NudgeSchedule(betas=(float("inf"),)))
         assert d.requests_sent == sent
+
+
+# -- protocol versions -----------------------------------------------------------------------
+
+
+def _v1_request(sock: socket.socket, req: dict, version: int = 1) -> tuple[int, dict]:
+    """Send ``req`` framed in ``version``; the reply's frame version and message."""
+    sock.sendall(wire.encode_frame(req, version=version))
+    raw = wire.read_raw_frame(sock, first_byte_timeout_s=60, frame_timeout_s=60)
+    return raw.version, wire.decode_frame(raw.header, raw.payload)
+
+
+def test_a_protocol_1_client_still_drives_a_dense_chip(toy_server):
+    """A peer of the previous version (frames of version 1, no geometry, no post signals)
+    is answered in version 1, with the messages it knows."""
+    srv, c = toy_server
+    with socket.create_connection(srv.address, timeout=10) as sock:
+        raw = wire.read_raw_frame(sock, first_byte_timeout_s=10, frame_timeout_s=10)
+        welcome = wire.decode_frame(raw.header, raw.payload)
+        assert raw.version == 1 and welcome["protocol"] == 2
+        hello = {
+            "id": 0,
+            "op": "hello",
+            "args": {
+                "session": "e" * 32,
+                "reconnect": False,
+                "seed": 0,
+                "circuit_sha256": wire.circuit_digest(c),
+                "auth": None,
+                "client": "analog-hep (protocol 1)",
+            },
+        }
+        v, reply = _v1_request(sock, hello)
+        assert v == 1 and reply["ok"], reply
+        desc = reply["result"]["description"]
+        assert all("geometry" not in x for x in desc["crossbars"])
+        assert wire.description_from_wire(desc).crossbars[0].geometry is None
+        x = np.random.default_rng(0).uniform(size=(3, 6)).astype(np.float32)
+        args = {"x": x, "y": np.eye(4, dtype=np.float32)[:3]}
+        v, reply = _v1_request(sock, {"id": 1, "op": "load_inputs", "args": args})
+        assert v == 1 and reply == {"id": 1, "ok": True, "result": {}}
+        sched = {"betas": [0.1, -0.1], "free_steps": None, "nudge_steps": None, "start": "free"}
+        v, reply = _v1_request(sock, {"id": 2, "op": "run_schedule", "args": sched})
+        assert v == 1 and reply["ok"], reply
+        assert "post" not in reply["result"] and "free_post" not in reply["result"]
+        assert wire.settled_from_wire(reply["result"]).states[1].shape == (2, 3, 4)
+        # one version per connection: a version 2 frame here is refused, the link stays
+        v, reply = _v1_request(sock, {"id": 3, "op": "ping", "args": {}}, version=2)
+        assert v == 1 and reply["ok"] is False and reply["error"]["type"] == "ProtocolError"
+        assert "one version per connection" in reply["error"]["message"]
+        v, reply = _v1_request(sock, {"id": 4, "op": "close", "args": {}})
+        assert v == 1 and reply == {"id": 4, "ok": True, "result": {}}
+
+
+def test_the_client_speaks_protocol_1_to_a_protocol_1_server(toy):
+    """A server of the previous version (welcome ``"protocol": 1``, frames of version 1
+    only): the client frames everything in version 1 and drives the dense chip."""
+    with contextlib.closing(open_driver("emulator", toy, seed=0)) as ref:
+        desc = wire.description_to_wire(ref.describe(), version=1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[tuple[int, str]] = []
+
+    def v1_server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            welcome = {"type": "welcome", "protocol": 1, "nonce": "00" * 16, "auth": "none"}
+            conn.sendall(wire.encode_frame(welcome, version=1))
+            while True:
+                try:
+                    raw = wire.read_raw_frame(conn, first_byte_timeout_s=30, frame_timeout_s=30)
+                except wire.PeerClosed:
+                    return
+                msg = wire.decode_frame(raw.header, raw.payload)
+                seen.append((raw.version, msg["op"]))
+                result = {"session": "x", "resumed": False, "description": desc}
+                reply = {"id": msg["id"], "ok": True, "result": result if msg["id"] == 0 else {}}
+                conn.sendall(wire.encode_frame(reply, version=1))
+                if msg["op"] == "close":
+                    return
+
+    t = threading.Thread(target=v1_server, daemon=True)
+    t.start()
+    try:
+        d = RemoteDriver("127.0.0.1", port, circuit=toy, seed=0, timeout_s=30)
+        assert d.describe().crossbar_names == ("W0", "W1", "readout")
+        d.ping()
+        d.close()
+    finally:
+        t.join(30)
+        listener.close()
+    assert seen == [(1, "hello"), (1, "ping"), (1, "close")]
+
+
+@pytest.fixture
+def toy():
+    return load_circuit("toy")
 
 
 # -- authentication, identity, reachability --------------------------------------------------

@@ -27,10 +27,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analog_hep.drivers import DriverServer, RemoteDriver
+from analog_hep.drivers import (
+    Capabilities,
+    ChipDescription,
+    CrossbarInfo,
+    DriverServer,
+    RemoteDriver,
+    Settled,
+)
 from analog_hep.drivers import _wire as wire
 from analog_hep.drivers._operations import OPS
-from analog_hep.drivers.validate import MAX_STEPS
+from analog_hep.drivers.validate import MAX_STEPS, check_post
+from analog_hep.errors import OutOfRange
 from analog_hep.hep import Controller, HepConfig
 from analog_hep.spec import load_circuit
 
@@ -220,6 +228,7 @@ def hostile(draw):
                 "authed",
                 "authed_truncated",
                 "authed_oversized",
+                "authed_other_version",
             ]
         )
     )
@@ -247,7 +256,8 @@ def hostile(draw):
         h = draw(st.sampled_from([2**32 - 1, wire.PREAUTH_MAX_FRAME_BYTES + 1, 0, 1]))
         return False, _prefix(h, draw(st.sampled_from([0, 2**63, 2**40]))) + b"{}"
     if kind == "version":
-        v = draw(st.integers(0, 2**16 - 1).filter(lambda v: v != 1))
+        spoken = range(wire.MIN_PROTOCOL_VERSION, wire.PROTOCOL_VERSION + 1)
+        v = draw(st.integers(0, 2**16 - 1).filter(lambda v: v not in spoken))
         return False, _raw(good_hello, version=v)
     if kind == "magic":
         m = draw(st.binary(min_size=4, max_size=4).filter(lambda m: m != b"AHEP"))
@@ -275,6 +285,13 @@ def hostile(draw):
     if kind == "array_mismatch":
         h = {"id": 0, "op": "hello", "args": {}, "arrays": draw(json_values)}
         return False, _raw(h, draw(st.binary(max_size=40)))
+    if kind == "authed_other_version":
+        # A valid update, framed in a version other than the connection's (its hello's):
+        # refused, never applied.
+        delta = np.full((4, 5), 0.1, np.float32)
+        req = {"id": draw(st.integers(2**40, 2**62)), "op": "program_delta"}
+        req["args"] = {"name": "readout", "delta_w": delta}
+        return True, wire.encode_frame(req, version=wire.MIN_PROTOCOL_VERSION)
     req = draw(bad_request())
     frame = wire.encode_frame(req)
     if kind == "authed_truncated":
@@ -559,3 +576,93 @@ def test_every_malformed_request_gets_a_typed_error_and_changes_nothing(served):
     after_w, after_s = chip.read_weights(), chip.state_dict()
     _assert_same_chip((before_w, before_s), (after_w, after_s))
     client.read_weights()  # the legitimate client takes its session back
+
+
+# -- what a hostile server sends: conv descriptions and post-synaptic signals ----------------
+
+
+def _conv_description() -> ChipDescription:
+    """The conv circuit's description as the emulator gives it, built from its spec (no
+    chip: the decoders are what is tested)."""
+    spec = load_circuit("circuits/digits_cnn.yaml").spec
+    geoms = spec.geometries
+    xbs = []
+    for i, name in enumerate(spec.crossbar_names):
+        g = geoms[i] if i < len(geoms) else None
+        ro = name == "readout"
+        n_out = g.channels if g else (spec.readout.classes if ro else spec.layers[i + 1])
+        n_in = g.n_in if g else spec.layers[-1 if ro else i]
+        pre, post = (len(spec.layers) - 1, -1) if ro else (i, i + 1)
+        xbs.append(CrossbarInfo(name, n_out, n_in, True, pre, post, geometry=g))
+    caps = Capabilities(True, True, True, True, True)
+    return ChipDescription(
+        spec.name, "emulator", tuple(spec.layers), 10, "cross_entropy", tuple(xbs), caps, 60,
+        20, None, True,
+    )  # fmt: skip
+
+
+def _wire_form(value: dict) -> dict:
+    frame = wire.encode_frame({"v": value})
+    h = int.from_bytes(frame[8:12], "little")
+    return wire.decode_frame(frame[20 : 20 + h], frame[20 + h :])["v"]
+
+
+def test_hostile_conv_descriptions_and_signals_are_protocol_errors_or_valid():
+    """A client decodes every mutated conv description, and every mutated settled reply of
+    a conv chip, into a valid value or a typed refusal; never anything else."""
+    desc = _conv_description()
+    good_d = _wire_form(wire.description_to_wire(desc))
+    assert wire.description_from_wire(good_d) == desc
+    b, k = 2, 2
+    conv = {c.name: c.geometry.conv_size for c in desc.crossbars if c.geometry is not None}
+    settled = Settled(
+        free_states=tuple(np.zeros((b, n), np.float32) for n in desc.layers),
+        free_logits=np.zeros((b, 10), np.float32),
+        free_residual=np.zeros(b, np.float32),
+        betas=np.array([0.1, -0.1], np.complex64),
+        states=tuple(np.zeros((k, b, n), np.float32) for n in desc.layers),
+        logits=np.zeros((k, b, 10), np.float32),
+        residual=np.zeros((k, b), np.float32),
+        free_post={n: np.zeros((b, m), np.float32) for n, m in conv.items()},
+        post={n: np.zeros((k, b, m), np.float32) for n, m in conv.items()},
+    )
+    good_s = _wire_form(wire.settled_to_wire(settled))
+    check_post(desc, wire.settled_from_wire(good_s))
+    geometry_keys = sorted(good_d["crossbars"][0]["geometry"])
+    hostile_value = json_values | shapes.map(lambda sh: np.zeros(sh, np.float32))
+    outcomes = {"valid": 0, "refused": 0}
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(st.data())
+    def mutate(data: st.DataObject) -> None:
+        if data.draw(st.booleans()):
+            d = json.loads(json.dumps(good_d))
+            xb = d["crossbars"][data.draw(st.integers(0, len(d["crossbars"]) - 1))]
+            where = data.draw(st.sampled_from(["geometry", "n_in", "n_out", *geometry_keys]))
+            target = xb if where in ("geometry", "n_in", "n_out") else xb.get("geometry")
+            if target is None:
+                target, where = xb, "geometry"
+            if data.draw(st.booleans()) and where != "geometry":
+                target.pop(where)
+            else:
+                target[where] = data.draw(json_values)
+            decode = lambda: wire.description_from_wire(d)  # noqa: E731
+        else:
+            s = dict(good_s)
+            key = data.draw(st.sampled_from(["free_post", "post"]))
+            if data.draw(st.booleans()):
+                s[key] = data.draw(hostile_value)
+            else:
+                signals = dict(s[key])
+                name = data.draw(st.sampled_from([*signals, "W9"]))
+                signals[name] = data.draw(hostile_value)
+                s[key] = signals
+            decode = lambda: check_post(desc, wire.settled_from_wire(s))  # noqa: E731
+        try:
+            decode()
+            outcomes["valid"] += 1
+        except (wire.ProtocolError, OutOfRange):
+            outcomes["refused"] += 1
+
+    mutate()
+    assert outcomes["refused"] > 100, outcomes

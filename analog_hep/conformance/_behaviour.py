@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from ..drivers import ChipDescription, NudgeSchedule, Settled, UpdateReport
-from ..errors import UnsupportedCapability
+from ..drivers.validate import check_post
+from ..errors import OutOfRange, UnsupportedCapability
 from ._base import (
     BATCH,
     HEP_BETA,
     RESIDUAL_TOL,
     SYMMETRIC_BETA,
+    CheckFailed,
     CheckSkipped,
     _as_controller_sends,
     _cos,
@@ -36,7 +38,7 @@ __all__ = ["check_checkpoint", "check_schedule", "check_update"]
 def _check_settled(
     s: Settled, desc: ChipDescription, batch: int, betas: Sequence[complex], what: str
 ) -> None:
-    _require(isinstance(s, tuple) and len(s) == 7, f"{what}: run_schedule must return Settled")
+    _require(isinstance(s, Settled), f"{what}: run_schedule must return Settled")
     n_l = desc.layers
     k = len(betas)
     _require(len(s.free_states) == len(n_l), f"{what}: free_states needs one entry per layer")
@@ -74,6 +76,31 @@ def _check_settled(
         fl, pl = np.asarray(s.free_logits), np.asarray(s.logits)
         _require(fl.shape == (batch, desc.classes), f"{what}: free_logits has shape {fl.shape}")
         _require(pl.shape == (k, batch, desc.classes), f"{what}: logits has shape {pl.shape}")
+    _check_post(s, desc, betas, what)
+
+
+def _check_post(s: Settled, desc: ChipDescription, betas: Sequence[complex], what: str) -> None:
+    """Conv crossbars: ``free_post``/``post`` for every one, of their shapes, finite, real
+    at the free point and at real betas (complex signals only from complex nudges); ``None``
+    for a chip without conv crossbars."""
+    try:
+        check_post(desc, s)
+    except OutOfRange as err:
+        raise CheckFailed(f"{what}: {err}") from None
+    if s.post is None or not s.post:
+        return
+    real = all(complex(b).imag == 0 for b in betas)
+    for name in s.post:
+        f, p = np.asarray(s.free_post[name]), np.asarray(s.post[name])
+        _require(
+            np.isfinite(f).all() and np.isfinite(p).all(),
+            f"{what}: the post-synaptic signals of {name} are not finite",
+        )
+        _require(np.isrealobj(f), f"{what}: free_post[{name!r}] must be real, found {f.dtype}")
+        _require(
+            not real or np.isrealobj(p) or not np.any(np.asarray(p).imag),
+            f"{what}: post[{name!r}] is complex at real betas",
+        )
 
 
 def check_schedule(t: _Target) -> str:
@@ -118,6 +145,14 @@ def check_schedule(t: _Target) -> str:
                 float(np.abs(s1 - np.conj(s3)).mean()) < 0.05,
                 "states at conjugate betas must be (nearly) conjugate",
             )
+            for name, p in (c.post or {}).items():
+                p1, p3 = np.asarray(p[1]), np.asarray(p[3])
+                scale = float(np.abs(p1).mean()) + 1e-12
+                _require(
+                    float(np.abs(p1 - np.conj(p3)).mean()) < 0.05 * scale + 1e-6,
+                    f"post-synaptic signals of {name} at conjugate betas must be (nearly) "
+                    "conjugate",
+                )
             done.append("complex")
         if caps.previous_start:
             p = d.run_schedule(NudgeSchedule(betas=(beta, -beta), start="previous"))
@@ -125,7 +160,9 @@ def check_schedule(t: _Target) -> str:
             done.append("previous")
     finally:
         d.close()
-    return f"{', '.join(done)} schedules: shapes, dtypes, betas, residuals and nudge sign ok"
+    conv = [x.name for x in desc.crossbars if x.geometry is not None]
+    posts = f"; post-synaptic signals of {', '.join(conv)}" if conv else ""
+    return f"{', '.join(done)} schedules: shapes, dtypes, betas, residuals and nudge sign ok{posts}"
 
 
 def _check_report(rep: Any, name: str, what: str) -> UpdateReport:

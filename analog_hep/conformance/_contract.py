@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..drivers import Capabilities, ChipDescription, NudgeSchedule
+from ..drivers.validate import check_description
 from ..errors import AnalogHepError, OutOfRange, UnsupportedCapability
 from ._base import (
     BATCH,
+    CheckFailed,
     _as_controller_sends,
     _opened,
     _raises,
@@ -50,6 +52,7 @@ def check_structure(t: _Target) -> str:
             f"crossbar names {names} differ from the circuit's {tuple(spec.crossbar_names)} "
             "(W0 .. W{L-1}, then readout, in that order)",
         )
+        geoms = _circuit_geometries(spec)
         for i, c in enumerate(desc.crossbars):
             want_pre_post = (len(desc.layers) - 1, -1) if c.name == "readout" else (i, i + 1)
             _require(
@@ -57,9 +60,20 @@ def check_structure(t: _Target) -> str:
                 f"{c.name}: (pre, post) = {(c.pre, c.post)}, expected {want_pre_post}",
             )
             _require(0 <= c.pre < len(desc.layers), f"{c.name}: pre {c.pre} is not a layer")
+            _require(
+                c.geometry == geoms.get(c.name),
+                f"{c.name}: geometry {c.geometry} differs from the circuit's "
+                f"{geoms.get(c.name)} (None: a dense crossbar)",
+            )
+            if c.geometry is not None:
+                continue  # a conv crossbar's shapes are its geometry's: check_description
             _require(c.n_in == desc.layers[c.pre], f"{c.name}: n_in != layers[{c.pre}]")
             want_out = desc.classes if c.post == -1 else desc.layers[c.post]
             _require(c.n_out == want_out, f"{c.name}: n_out {c.n_out}, expected {want_out}")
+        try:
+            check_description(desc)
+        except OutOfRange as err:
+            raise CheckFailed(str(err)) from None
         if desc.loss == "cross_entropy":
             _require(
                 any(c.post == -1 for c in desc.crossbars),
@@ -96,7 +110,16 @@ def check_structure(t: _Target) -> str:
     finally:
         d.close()
     d.close()  # idempotent
-    return f"{len(names)} crossbars {', '.join(names)}; {_caps_text(caps)}"
+    conv = [c.name for c in desc.crossbars if c.geometry is not None]
+    kinds = f" (conv: {', '.join(conv)})" if conv else ""
+    return f"{len(names)} crossbars {', '.join(names)}{kinds}; {_caps_text(caps)}"
+
+
+def _circuit_geometries(spec: Any) -> dict[str, Any]:
+    """``{name: ConvGeometry}`` of the circuit's conv crossbars (none for an MLP)."""
+    geoms = tuple(getattr(spec, "geometries", ()) or ())
+    names = spec.crossbar_names[: len(geoms)]
+    return {n: g for n, g in zip(names, geoms, strict=True) if g is not None}
 
 
 def _caps_text(caps: Capabilities) -> str:

@@ -79,12 +79,16 @@ def _gradient(t: _Target, points: int, beta: float, cos_min: float, rel_max: flo
     truth = ground_truth(
         chip, dac(chip, xj), yj, steps=steps, max_adjoint_iterations=max(20 * steps, 2000)
     )
+    # The descriptions (pre/post, geometry) and the conv crossbars' post-synaptic signals:
+    # a conv crossbar's estimate sums patches x signals over its positions.
+    post = None if settled.post is None else {n: jnp.asarray(v) for n, v in settled.post.items()}
     est = hep_estimate(
         tuple(jnp.asarray(s) for s in settled.states),
         None if settled.logits is None else jnp.asarray(settled.logits),
         yj,
         jnp.asarray(settled.betas),
-        desc.crossbar_names,
+        desc.crossbars,
+        post=post,
     )
     e_all, g_all = [], []
     for ref, c in zip(ref_names, desc.crossbars, strict=True):

@@ -12,6 +12,12 @@ neither the emulator nor JAX on this side of the wire.
   ``reconnect_s``), takes its session back and re-sends the same request with the same id;
   the server answers a request it already executed from its reply cache, so an update is
   never applied twice.
+- The protocol version is agreed per connection: the server's welcome names the newest
+  version it speaks, and the client speaks ``min(that, its own)`` (a version 1 server
+  drives a dense chip as before; a conv chip needs version 2 on both ends).
+- Every reply of ``run_schedule`` is checked against the description (each conv
+  crossbar's post-synaptic signals present, of their shapes): a malformed one is a
+  :class:`ConnectionLost`.
 - Failures are typed: :class:`ConnectionLost` (server gone for longer than ``reconnect_s``,
   server restarted and lost the run's chip, chip busy, malformed reply),
   :class:`DriverTimeout` (no reply within ``timeout_s``), and the server's own errors
@@ -59,6 +65,7 @@ from ..errors import (
 from . import _wire as w
 from ._operations import OPERATIONS
 from ._protocol import ChipDescription, NudgeSchedule, Settled, UpdateReport
+from .validate import check_post
 
 __all__ = ["RemoteDriver", "parse_address", "read_token_file"]
 
@@ -173,6 +180,7 @@ class RemoteDriver:
         self._session = secrets.token_hex(16)
         self._sock: socket.socket | None = None
         self._next_id = 1
+        self._version = w.PROTOCOL_VERSION  # the connection's, agreed at each welcome
         self._closed = False
         self._lock = threading.Lock()  # one request in flight (the protocol is sequential)
         self.reconnects = 0
@@ -244,6 +252,7 @@ class RemoteDriver:
                 if isinstance(err, dict):
                     raise w.error_from_wire(err, where=self.where)
                 raise w.ProtocolError(f"{self.where} did not greet as an analog-hep server")
+            version = _agreed_version(welcome.get("protocol"), self.where)
             auth = None
             if welcome.get("auth") == "hmac-sha256":
                 if not self.token:
@@ -265,7 +274,7 @@ class RemoteDriver:
                 },
             }
             sock.settimeout(self.connect_timeout_s)
-            sock.sendall(w.encode_frame(hello))
+            sock.sendall(w.encode_frame(hello, version=version))
             reply = w.read_frame(
                 sock,
                 max_payload_bytes=self.max_frame_bytes,
@@ -282,6 +291,7 @@ class RemoteDriver:
             sock.close()
             raise
         self._sock = sock
+        self._version = version
         return desc
 
     def _open_retrying(self) -> ChipDescription:
@@ -351,7 +361,7 @@ class RemoteDriver:
             raise ConnectionLost(f"the remote driver {self.where} is closed")
         rid = self._next_id
         self._next_id += 1
-        frame = w.encode_frame({"id": rid, "op": op, "args": args or {}})
+        frame = w.encode_frame({"id": rid, "op": op, "args": args or {}}, version=self._version)
         if len(frame) - w.PREFIX_BYTES > self.max_frame_bytes:
             raise OutOfRange(f"{op}: request of {len(frame)} bytes exceeds max_frame_bytes")
         while True:
@@ -360,7 +370,8 @@ class RemoteDriver:
                     self._reconnect(ConnectionLost("link down"), op)
                 assert self._sock is not None
                 self._sock.settimeout(self.timeout_s)
-                self._sock.sendall(frame)
+                # the version agreed with the server (again after a reconnect)
+                self._sock.sendall(w.with_version(frame, self._version))
                 self.requests_sent += 1
                 reply = w.read_frame(
                     self._sock,
@@ -406,7 +417,14 @@ class RemoteDriver:
         self._request("load_inputs", x=x, y=y)
 
     def run_schedule(self, schedule: NudgeSchedule) -> Settled:
-        return self._request("run_schedule", schedule=schedule)
+        settled = self._request("run_schedule", schedule=schedule)
+        try:
+            check_post(self._desc, settled)
+        except OutOfRange as err:
+            raise ConnectionLost(
+                f"{self.where} sent a malformed run_schedule reply: {err}"
+            ) from None
+        return settled
 
     def apply_outer_product(self, name: str, rows: Any, cols: Any, *, lr: float) -> UpdateReport:
         return self._request("apply_outer_product", name=name, rows=rows, cols=cols, lr=lr)
@@ -449,6 +467,21 @@ class RemoteDriver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _agreed_version(offered: Any, where: str) -> int:
+    """The protocol version of a connection: the newest both sides speak, from the newest
+    the server's welcome names (``offered``).
+
+    **Raises:** :class:`~._wire.ProtocolError` when the server names no version this
+    client speaks.
+    """
+    if type(offered) is not int or offered < w.MIN_PROTOCOL_VERSION:
+        raise w.ProtocolError(
+            f"{where} speaks protocol version {offered!r}; this client speaks versions "
+            f"{w.MIN_PROTOCOL_VERSION} to {w.PROTOCOL_VERSION}"
+        )
+    return min(offered, w.PROTOCOL_VERSION)
 
 
 def _why(err: BaseException) -> str:

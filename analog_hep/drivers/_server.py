@@ -171,6 +171,14 @@ class DriverServer:
             raise SpecError("max_connections and max_preauth must be at least 1")
         self._log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self._digest = w.circuit_digest(circuit)
+        # Conv crossbars need protocol version 2: older clients are refused at their hello.
+        spec = circuit.spec
+        geoms = tuple(getattr(spec, "geometries", ()) or ())
+        self._conv_crossbars = tuple(
+            n
+            for n, g in zip(spec.crossbar_names[: len(geoms)], geoms, strict=True)
+            if g is not None
+        )
         self._session: _Session | None = None
         self._opening = False
         self._state = threading.Lock()  # guards _session, _conns, _preauth and _authed
@@ -322,23 +330,33 @@ class DriverServer:
             return False
 
     @staticmethod
-    def _error(rid: int | None, kind: str, message: str, *, retry: bool = False) -> bytes:
+    def _error(
+        rid: int | None,
+        kind: str,
+        message: str,
+        *,
+        retry: bool = False,
+        version: int = w.MIN_PROTOCOL_VERSION,
+    ) -> bytes:
+        """An error reply framed in ``version`` (before a hello is read: the oldest version,
+        which every peer reads)."""
         error: dict[str, Any] = {"type": kind, "message": message}
         if retry:  # a transient refusal: the client may try again
             error["retry"] = True
-        return w.encode_frame({"id": rid, "ok": False, "error": error})
+        return w.encode_frame({"id": rid, "ok": False, "error": error}, version=version)
 
     @classmethod
-    def _error_of(cls, rid: int | None, err: BaseException) -> bytes:
+    def _error_of(cls, rid: int | None, err: BaseException, *, version: int) -> bytes:
         e = w.error_to_wire(err)
-        return cls._error(rid, e["type"], e["message"])
+        return cls._error(rid, e["type"], e["message"], version=version)
 
     def _handle(self, conn: socket.socket, peer: Any) -> None:
         session: _Session | None = None
         try:
-            session = self._handshake(conn, peer)
-            if session is not None:
-                self._serve_session(conn, session)
+            opened = self._handshake(conn, peer)
+            if opened is not None:
+                session, version = opened
+                self._serve_session(conn, session, version)
         except Exception as err:  # never let one connection take the server down
             self._log(f"{peer}: connection dropped: {type(err).__name__}: {err}")
         finally:
@@ -352,15 +370,19 @@ class DriverServer:
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
-    def _handshake(self, conn: socket.socket, peer: Any) -> _Session | None:
+    def _handshake(self, conn: socket.socket, peer: Any) -> tuple[_Session, int] | None:
         """Welcome, read and check the hello, authenticate, then claim the session; all of
-        it before the connection's handshake deadline."""
+        it before the connection's handshake deadline. Returns the session and the
+        connection's protocol version (its hello's), or ``None`` when refused.
+
+        The welcome is framed in the oldest version (every peer reads it) and names the
+        newest this server speaks; the client's hello chooses the connection's version."""
         with self._state:
             deadline = self._preauth.get(conn, time.monotonic() + self.handshake_timeout_s)
         nonce = secrets.token_hex(16)
         welcome = {
             "type": "welcome",
-            "protocol": w.PROTOCOL_VERSION,
+            "protocol": w.PROTOCOL_VERSION,  # the newest version spoken here
             "server": f"analog-hep {__version__}",
             "nonce": nonce,
             "auth": "hmac-sha256" if self.token else "none",
@@ -368,11 +390,13 @@ class DriverServer:
             "circuit": self.circuit.spec.name,
         }
         left = deadline - time.monotonic()
-        if not self._send_quietly(conn, w.encode_frame(welcome), timeout_s=left):
+        frame = w.encode_frame(welcome, version=w.MIN_PROTOCOL_VERSION)
+        if not self._send_quietly(conn, frame, timeout_s=left):
             return None
         rid: int | None = None
+        v = w.MIN_PROTOCOL_VERSION  # until the hello says which version the client speaks
         try:
-            msg = w.read_frame(
+            raw = w.read_raw_frame(
                 conn,
                 max_header_bytes=w.PREAUTH_MAX_FRAME_BYTES,
                 max_payload_bytes=0,
@@ -380,6 +404,8 @@ class DriverServer:
                 frame_timeout_s=None,
                 deadline=deadline,
             )
+            v = raw.version
+            msg = w.decode_frame(raw.header, raw.payload)
             rid = request_id(msg)
             req = request_from_message(msg, first=True)
             a = req.args
@@ -395,6 +421,7 @@ class DriverServer:
                         "SpecError",
                         "authentication failed: the server needs the "
                         "token of its --token-file (tcp://HOST:PORT?token_file=F)",
+                        version=v,
                     ),
                 )
                 return None
@@ -403,7 +430,8 @@ class DriverServer:
                 return None  # closed to make room while it was authenticating
             if not promoted:
                 self._send_quietly(
-                    conn, self._error(rid, "ChipBusy", "too many connections", retry=True)
+                    conn,
+                    self._error(rid, "ChipBusy", "too many connections", retry=True, version=v),
                 )
                 return None
             seed, reconnect = a.get("seed"), a.get("reconnect")
@@ -421,20 +449,37 @@ class DriverServer:
                         f"{self.circuit.spec.name!r} (sha256 {self._digest[:12]}...) and the "
                         "client's circuit file differs: use the same circuit (and device cards) "
                         "on both ends",
+                        version=v,
+                    ),
+                )
+                return None
+            if v < w.CONV_PROTOCOL_VERSION and self._conv_crossbars:
+                self._send_quietly(
+                    conn,
+                    self._error(
+                        rid,
+                        "SpecError",
+                        f"this chip has conv crossbars ({', '.join(self._conv_crossbars)}), "
+                        f"which protocol version {v} cannot describe: use a client that speaks "
+                        f"version {w.CONV_PROTOCOL_VERSION} (analog-hep {__version__} or later)",
+                        version=v,
                     ),
                 )
                 return None
         except (w.ProtocolError, OutOfRange) as err:
             if not isinstance(err, w.PeerClosed):
-                self._send_quietly(conn, self._error(rid, "ProtocolError", str(err)))
+                self._send_quietly(conn, self._error(rid, "ProtocolError", str(err), version=v))
             return None
         except TimeoutError:
             text = f"no valid hello within {self.handshake_timeout_s:g} s of connecting"
-            self._send_quietly(conn, self._error(rid, "ProtocolError", text), timeout_s=1.0)
+            self._send_quietly(
+                conn, self._error(rid, "ProtocolError", text, version=v), timeout_s=1.0
+            )
             return None
         except OSError:
             return None  # gone, or closed to make room for a newer connection
-        return self._claim(conn, peer, rid, sid, seed, reconnect)
+        s = self._claim(conn, peer, rid, sid, seed, reconnect, v)
+        return None if s is None else (s, v)
 
     def _authentic(self, given: Any, nonce: str, sid: str) -> bool:
         """Whether ``given`` is the HMAC of this connection's nonce and ``sid``."""
@@ -445,9 +490,17 @@ class DriverServer:
         )
 
     def _claim(
-        self, conn: socket.socket, peer: Any, rid: int | None, sid: str, seed: int, reconnect: bool
+        self,
+        conn: socket.socket,
+        peer: Any,
+        rid: int | None,
+        sid: str,
+        seed: int,
+        reconnect: bool,
+        v: int,
     ) -> _Session | None:
-        """Make ``conn`` the owner of session ``sid`` (opening the driver when it is new)."""
+        """Make ``conn`` the owner of session ``sid`` (opening the driver when it is new);
+        replies in protocol version ``v``."""
         with self._state:
             cur = self._session
             if cur is not None and cur.id == sid:
@@ -457,8 +510,9 @@ class DriverServer:
                     with contextlib.suppress(OSError):
                         old.shutdown(socket.SHUT_RDWR)
                 self._log(f"{peer}: session {sid[:8]} reconnected")
-                reply = {"id": rid, "ok": True, "result": self._hello_result(cur, True)}
-                return cur if self._send_quietly(conn, w.encode_frame(reply)) else None
+                reply = {"id": rid, "ok": True, "result": self._hello_result(cur, True, v)}
+                frame = w.encode_frame(reply, version=v)
+                return cur if self._send_quietly(conn, frame) else None
             if reconnect:
                 self._send_quietly(
                     conn,
@@ -467,6 +521,7 @@ class DriverServer:
                         "UnknownSession",
                         "the server no longer holds this run's chip (it was restarted or "
                         "another run took it over); the chip state of this run is lost",
+                        version=v,
                     ),
                 )
                 return None
@@ -474,7 +529,10 @@ class DriverServer:
                 self._send_quietly(
                     conn,
                     self._error(
-                        rid, "ChipBusy", "another client controls this chip; one client at a time"
+                        rid,
+                        "ChipBusy",
+                        "another client controls this chip; one client at a time",
+                        version=v,
                     ),
                 )
                 return None
@@ -490,12 +548,13 @@ class DriverServer:
                 driver = open_driver(self.driver_arg, self.circuit, seed=seed)
                 desc = driver.describe()
             except AnalogHepError as err:
-                self._send_quietly(conn, self._error_of(rid, err))
+                self._send_quietly(conn, self._error_of(rid, err, version=v))
                 return None
             except Exception as err:
                 self._log(f"opening driver {self.driver_arg!r} failed:\n{traceback.format_exc()}")
                 self._send_quietly(
-                    conn, self._error(rid, "DriverError", f"{type(err).__name__}: {err}")
+                    conn,
+                    self._error(rid, "DriverError", f"{type(err).__name__}: {err}", version=v),
                 )
                 return None
             s = _Session(sid, seed, driver, desc)
@@ -506,23 +565,23 @@ class DriverServer:
             with self._state:
                 self._opening = False
         self._log(f"{peer}: session {sid[:8]} opened {self.driver_arg} (seed {seed})")
-        reply = {"id": rid, "ok": True, "result": self._hello_result(s, False)}
-        return s if self._send_quietly(conn, w.encode_frame(reply)) else None
+        reply = {"id": rid, "ok": True, "result": self._hello_result(s, False, v)}
+        return s if self._send_quietly(conn, w.encode_frame(reply, version=v)) else None
 
     @staticmethod
-    def _hello_result(s: _Session, resumed: bool) -> dict[str, Any]:
+    def _hello_result(s: _Session, resumed: bool, v: int) -> dict[str, Any]:
         return {
             "session": s.id,
             "resumed": resumed,
-            "description": w.description_to_wire(s.desc),
+            "description": w.description_to_wire(s.desc, version=v),
         }
 
-    def _serve_session(self, conn: socket.socket, s: _Session) -> None:
-        """Answer the owner's requests, one at a time, until it leaves or breaks the
-        framing."""
+    def _serve_session(self, conn: socket.socket, s: _Session, v: int) -> None:
+        """Answer the owner's requests, one at a time, in protocol version ``v`` (the
+        hello's), until it leaves or breaks the framing."""
         while not self._stop.is_set():
             try:
-                header, payload = w.read_frame_bytes(
+                raw = w.read_raw_frame(
                     conn,
                     max_payload_bytes=self.max_frame_bytes,
                     first_byte_timeout_s=self.idle_timeout_s,
@@ -531,42 +590,48 @@ class DriverServer:
             except w.PeerClosed:
                 return
             except (w.ProtocolError, w.FrameIncomplete) as err:
-                self._send_quietly(conn, self._error(None, "ProtocolError", str(err)))
+                self._send_quietly(conn, self._error(None, "ProtocolError", str(err), version=v))
                 return  # the byte stream cannot be trusted any more
             except (TimeoutError, OSError):
                 return
-            reply, done = self._answer(conn, s, header, payload)
+            reply, done = self._answer(conn, s, raw, v)
             if reply is None or not self._send_quietly(conn, reply) or done:
                 return
 
     def _answer(
-        self, conn: socket.socket, s: _Session, header: bytearray, payload: bytearray
+        self, conn: socket.socket, s: _Session, raw: w.RawFrame, v: int
     ) -> tuple[bytes | None, bool]:
         """The reply to one complete frame and whether the connection ends after it;
         ``(None, True)`` when the session was taken over by a reconnect."""
         msg: Any = None
         try:  # the frame was read whole: a bad message leaves the stream usable
-            msg = w.decode_frame(header, payload)
+            msg = w.decode_frame(raw.header, raw.payload)
             req = request_from_message(msg, first=False)
+            if raw.version != v:
+                raise w.ProtocolError(
+                    f"a frame of protocol version {raw.version} on a connection whose hello "
+                    f"spoke version {v}: one version per connection"
+                )
         except w.ProtocolError as err:
-            return self._error(request_id(msg), "ProtocolError", str(err)), False
+            return self._error(request_id(msg), "ProtocolError", str(err), version=v), False
         digest = hashlib.sha256(repr((req.op, _fingerprint(req.args))).encode()).digest()
         with s.lock:
             if s.owner is not conn or self._session is not s:
                 return None, True  # taken over by a reconnect of the same client
             cached = s.replies.get(req.id)
             if cached is not None and cached[0] == digest:
-                return cached[1], req.op == "close"  # re-sent: answer again, apply nothing
+                # re-sent: answer again (in this connection's version), apply nothing
+                return w.with_version(cached[1], v), req.op == "close"
             if cached is not None:
                 text = f"request id {req.id} was used for another request"
-                return self._error(req.id, "ProtocolError", text), False
+                return self._error(req.id, "ProtocolError", text, version=v), False
             if req.id <= s.highest:  # its reply left the cache: never execute it again
                 text = (
                     f"request id {req.id} is stale: this session has executed requests up to "
                     f"id {s.highest}; a new request needs a higher id"
                 )
-                return self._error(req.id, "ProtocolError", text), False
-            reply, reached = self._execute(s, req)
+                return self._error(req.id, "ProtocolError", text, version=v), False
+            reply, reached = self._execute(s, req, v)
             if reached:
                 s.remember(req.id, digest, reply)
             if req.op == "close" and reached:
@@ -577,8 +642,9 @@ class DriverServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _execute(self, s: _Session, req: Request) -> tuple[bytes, bool]:
-        """Validate ``req``, then run it on the driver: ``(reply, reached_the_driver)``.
+    def _execute(self, s: _Session, req: Request, v: int) -> tuple[bytes, bool]:
+        """Validate ``req``, then run it on the driver: ``(reply, reached_the_driver)``, the
+        reply framed in protocol version ``v``.
 
         A request refused by validation never reaches the chip and its reply is not cached
         (re-sending it gives the same refusal); one that reached the driver is cached.
@@ -586,18 +652,20 @@ class DriverServer:
         try:
             call = self._prepare(s, req.op, req.args)
         except (AnalogHepError, w.ProtocolError) as err:
-            return self._error_of(req.id, err), False
+            return self._error_of(req.id, err, version=v), False
         except Exception as err:  # a check that missed a malformed value: refuse, never drop
             self._log(f"refused a malformed {req.op} request: {type(err).__name__}: {err}")
-            return self._error(req.id, "OutOfRange", f"{req.op}: malformed arguments"), False
+            text = f"{req.op}: malformed arguments"
+            return self._error(req.id, "OutOfRange", text, version=v), False
         try:
             result = call()
-            return w.encode_frame({"id": req.id, "ok": True, "result": result}), True
+            return w.encode_frame({"id": req.id, "ok": True, "result": result}, version=v), True
         except (AnalogHepError, w.ProtocolError) as err:
-            return self._error_of(req.id, err), True
+            return self._error_of(req.id, err, version=v), True
         except Exception as err:
             self._log(f"driver failed in {req.op}:\n{traceback.format_exc()}")
-            return self._error(req.id, "DriverError", f"{type(err).__name__}: {err}"), True
+            text = f"{type(err).__name__}: {err}"
+            return self._error(req.id, "DriverError", text, version=v), True
 
     def _prepare(self, s: _Session, name: str, a: dict[str, Any]) -> Callable[[], Any]:
         """Check the arguments of op ``name`` completely (its entry of the operation

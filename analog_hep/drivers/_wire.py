@@ -1,4 +1,4 @@
-"""The analog-hep wire protocol (version 1): frames, values and the driver messages.
+"""The analog-hep wire protocol (version 2): frames, values and the driver messages.
 
 A remote chip is driven through TCP by :class:`analog_hep.drivers.RemoteDriver`, talking to
 ``analog-hep serve`` (:class:`analog_hep.drivers.DriverServer`). No pickle crosses the wire:
@@ -8,7 +8,7 @@ a frame is a fixed prefix, a UTF-8 JSON header and raw little-endian arrays.
 
     offset  size  field
     0       4     magic b"AHEP"
-    4       2     protocol version, uint16 (this module: 1)
+    4       2     protocol version, uint16 (this module writes 2, reads 1 and 2)
     6       2     flags, uint16 (reserved, must be 0)
     8       4     header length H, uint32 (2 <= H <= max_header_bytes)
     12      8     payload length P, uint64 (P <= max_payload_bytes)
@@ -23,7 +23,17 @@ add up to ``P`` exactly. Dtypes: ``|b1 |i1 |u1 <i2 <u2 <i4 <u4 <i8 <u8 <f4 <f8 <
 starts with ``$``): ``{"$array": i}`` the ``i``-th payload array, ``{"$complex": [re, im]}``,
 ``{"$float": "nan" | "inf" | "-inf"}``. Plain objects must not use ``$`` keys.
 
-**Conversation.** The server speaks first, ``{"type": "welcome", "protocol": 1, "nonce":
+**Versions.** Version 2 adds conv chips: a crossbar's ``geometry`` in the description and
+the conv crossbars' post-synaptic signals (``free_post``, ``post``) in the settled states,
+each sent only when there is one, so a dense chip's messages are the same in both versions.
+A connection speaks one version: the server's welcome is framed as version 1 (every peer
+reads it) and names the highest version the server speaks (``"protocol": 2``); the client
+frames its hello, and everything after it, in ``min(that, its own)``; the server answers in
+the version of the hello. A version 1 peer therefore drives a dense chip as before; a
+version 1 client is refused (``SpecError``) by a server whose chip has conv crossbars, which
+version 1 cannot describe.
+
+**Conversation.** The server speaks first, ``{"type": "welcome", "protocol": 2, "nonce":
 HEX, "auth": "hmac-sha256" | "none", ...}``. The client answers ``{"op": "hello", "id": 0,
 "args": {"session", "reconnect", "seed", "circuit_sha256", "auth", "client"}}`` where
 ``auth = HMAC-SHA256(token, "analog-hep/1" + nonce + session)`` (the token never crosses the
@@ -53,10 +63,11 @@ import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._geometry import ConvGeometry, GeometryError
 from ..errors import (
     AnalogHepError,
     ConnectionLost,
@@ -74,19 +85,22 @@ from ._protocol import (
     Settled,
     UpdateReport,
 )
-from .validate import MAX_POINTS, real_number, short
+from .validate import MAX_POINTS, check_description, real_number, short
 
 __all__ = [
+    "CONV_PROTOCOL_VERSION",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "HELLO_ID",
     "MAGIC",
+    "MIN_PROTOCOL_VERSION",
     "PREAUTH_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "RECV_CHUNK_BYTES",
     "FrameIncomplete",
     "PeerClosed",
     "ProtocolError",
+    "RawFrame",
     "ServerBusy",
     "auth_digest",
     "circuit_digest",
@@ -95,10 +109,14 @@ __all__ = [
     "error_from_wire",
     "read_frame",
     "read_frame_bytes",
+    "read_raw_frame",
+    "with_version",
 ]
 
 MAGIC = b"AHEP"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # the version this side writes (conv chips: geometry, post signals)
+MIN_PROTOCOL_VERSION = 1  # the oldest version this side reads and speaks (dense chips)
+CONV_PROTOCOL_VERSION = 2  # the first version that describes conv crossbars
 _PREFIX = struct.Struct("<4sHHIQ")
 PREFIX_BYTES = _PREFIX.size  # 20
 DEFAULT_MAX_HEADER_BYTES = 1 << 20  # 1 MiB of JSON
@@ -217,27 +235,48 @@ def _decode_value(v: Any, arrays: Sequence[np.ndarray], depth: int = 0) -> Any:
 # -- frames ----------------------------------------------------------------------------------
 
 
-def encode_frame(header: Mapping[str, Any]) -> bytes:
-    """One frame: ``header`` (any values, arrays included) as JSON plus the array payload."""
+def _check_version(version: int) -> int:
+    """``version`` when this side speaks it; ``ValueError`` otherwise (a caller's bug)."""
+    if type(version) is not int or not MIN_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
+        raise ValueError(
+            f"protocol version {version!r} outside [{MIN_PROTOCOL_VERSION}, {PROTOCOL_VERSION}]"
+        )
+    return version
+
+
+def encode_frame(header: Mapping[str, Any], *, version: int = PROTOCOL_VERSION) -> bytes:
+    """One frame of protocol ``version``: ``header`` (any values, arrays included) as JSON
+    plus the array payload."""
+    _check_version(version)
     arrays: list[np.ndarray] = []
     body = _encode_value(dict(header), arrays)
     body["arrays"] = [{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays]
     text = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
     payload_len = sum(a.nbytes for a in arrays)
-    prefix = _PREFIX.pack(MAGIC, PROTOCOL_VERSION, 0, len(text), payload_len)
+    prefix = _PREFIX.pack(MAGIC, version, 0, len(text), payload_len)
     return b"".join([prefix, text, *(a.tobytes() for a in arrays)])
+
+
+def with_version(frame: bytes, version: int) -> bytes:
+    """``frame`` (from :func:`encode_frame`) with its prefix's version set to ``version``:
+    a cached reply sent again on a connection of another version (what both versions carry
+    is encoded the same in both)."""
+    _check_version(version)
+    return frame[:4] + struct.pack("<H", version) + frame[6:]
 
 
 def _parse_prefix(
     prefix: bytes, *, max_header_bytes: int, max_payload_bytes: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """``(version, header length, payload length)`` of a frame's prefix, all checked."""
     magic, version, flags, h_len, p_len = _PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise ProtocolError(f"not an analog-hep frame (magic {magic!r}, expected {MAGIC!r})")
-    if version != PROTOCOL_VERSION:
+    if not MIN_PROTOCOL_VERSION <= version <= PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {version} is not supported; this side speaks version "
-            f"{PROTOCOL_VERSION}: run the same analog-hep release on both ends"
+            f"protocol version {version} is not supported; this side speaks versions "
+            f"{MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}: run a compatible analog-hep "
+            "release on both ends"
         )
     if flags != 0:
         raise ProtocolError(f"unknown frame flags {flags:#06x}")
@@ -245,7 +284,7 @@ def _parse_prefix(
         raise ProtocolError(f"header of {h_len} bytes outside [2, {max_header_bytes}]")
     if p_len > max_payload_bytes:
         raise ProtocolError(f"payload of {p_len} bytes exceeds the limit of {max_payload_bytes}")
-    return h_len, p_len
+    return version, h_len, p_len
 
 
 def _array_specs(specs: Any, payload_len: int) -> list[tuple[np.dtype, tuple[int, ...], int]]:
@@ -335,7 +374,16 @@ def _recv_exact(sock: socket.socket, n: int, *, deadline: float | None) -> bytea
     return buf
 
 
-def read_frame_bytes(
+class RawFrame(NamedTuple):
+    """One frame as read, undecoded: its ``header`` and ``payload`` bytes and the protocol
+    ``version`` of its prefix."""
+
+    header: bytearray
+    payload: bytearray
+    version: int
+
+
+def read_raw_frame(
     sock: socket.socket,
     *,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
@@ -343,8 +391,8 @@ def read_frame_bytes(
     first_byte_timeout_s: float | None,
     frame_timeout_s: float | None,
     deadline: float | None = None,
-) -> tuple[bytearray, bytearray]:
-    """Read one frame from ``sock``, undecoded: ``(header, payload)`` bytes.
+) -> RawFrame:
+    """Read one frame from ``sock``, undecoded (with the version of its prefix).
 
     Waits up to ``first_byte_timeout_s`` (``None``: forever) for the frame to start, then
     up to ``frame_timeout_s`` (seconds) for the rest of it; ``deadline``
@@ -365,11 +413,33 @@ def read_frame_bytes(
     if deadline is not None:
         frame_deadline = deadline if frame_deadline is None else min(deadline, frame_deadline)
     prefix = first + bytes(_recv_exact(sock, PREFIX_BYTES - 1, deadline=frame_deadline))
-    h_len, p_len = _parse_prefix(
+    version, h_len, p_len = _parse_prefix(
         prefix, max_header_bytes=max_header_bytes, max_payload_bytes=max_payload_bytes
     )
     header = _recv_exact(sock, h_len, deadline=frame_deadline)
     payload = _recv_exact(sock, p_len, deadline=frame_deadline) if p_len else bytearray()
+    return RawFrame(header, payload, version)
+
+
+def read_frame_bytes(
+    sock: socket.socket,
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    first_byte_timeout_s: float | None,
+    frame_timeout_s: float | None,
+    deadline: float | None = None,
+) -> tuple[bytearray, bytearray]:
+    """Read one frame from ``sock``, undecoded: ``(header, payload)`` bytes (see
+    :func:`read_raw_frame`, which also gives the frame's version)."""
+    header, payload, _ = read_raw_frame(
+        sock,
+        max_header_bytes=max_header_bytes,
+        max_payload_bytes=max_payload_bytes,
+        first_byte_timeout_s=first_byte_timeout_s,
+        frame_timeout_s=frame_timeout_s,
+        deadline=deadline,
+    )
     return header, payload
 
 
@@ -490,10 +560,88 @@ def float32_array(a: Any, what: str) -> np.ndarray:
 # -- description -----------------------------------------------------------------------------
 
 
-def description_to_wire(desc: ChipDescription) -> dict[str, Any]:
+def conv_crossbars(desc: ChipDescription) -> tuple[str, ...]:
+    """The names of ``desc``'s conv crossbars (those with a geometry)."""
+    return tuple(c.name for c in desc.crossbars if c.geometry is not None)
+
+
+def crossbar_to_wire(c: CrossbarInfo) -> dict[str, Any]:
+    """One crossbar as an object; ``geometry`` (:meth:`ConvGeometry.to_dict`) only for a
+    conv crossbar, so a dense crossbar reads the same in every protocol version."""
+    out: dict[str, Any] = {
+        "name": c.name,
+        "n_out": c.n_out,
+        "n_in": c.n_in,
+        "has_bias": c.has_bias,
+        "pre": c.pre,
+        "post": c.post,
+    }
+    if c.geometry is not None:
+        out["geometry"] = c.geometry.to_dict()
+    return out
+
+
+def description_to_wire(
+    desc: ChipDescription, *, version: int = PROTOCOL_VERSION
+) -> dict[str, Any]:
+    """``desc`` as an object for a connection of protocol ``version``.
+
+    **Raises:** ``ValueError`` for a chip with conv crossbars and a version before
+    :data:`CONV_PROTOCOL_VERSION` (the server refuses such a client at its hello).
+    """
+    if version < CONV_PROTOCOL_VERSION and conv_crossbars(desc):
+        raise ValueError(
+            f"protocol {version} cannot describe the conv crossbars {list(conv_crossbars(desc))}"
+        )
     out = asdict(desc)
+    out["crossbars"] = [crossbar_to_wire(c) for c in desc.crossbars]
     out["extra"] = json.loads(json.dumps(desc.extra, default=str))
     return out
+
+
+_GEOMETRY_INTS = ("channels", "kernel", "stride", "padding", "pool_size")
+_GEOMETRY_FIELDS = frozenset({"in_shape", "pool", "temperature", *_GEOMETRY_INTS})
+
+
+def geometry_from_wire(d: Any, what: str) -> ConvGeometry | None:
+    """A crossbar's ``geometry`` from its wire form: ``None`` (absent or null: dense), or an
+    object of exactly :meth:`ConvGeometry.to_dict`'s fields, every one type-checked.
+
+    **Raises:** :class:`OutOfRange` naming the field.
+    """
+    if d is None:
+        return None
+    if not isinstance(d, dict) or set(d) != _GEOMETRY_FIELDS:
+        found = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise OutOfRange(
+            f"{what}: geometry must be an object with fields {sorted(_GEOMETRY_FIELDS)}, "
+            f"found {short(found)}"
+        )
+    shape = d["in_shape"]
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 3
+        or not all(type(n) is int and n >= 1 for n in shape)
+    ):
+        raise OutOfRange(
+            f"{what}: geometry in_shape must be [C, H, W] of sizes >= 1, found {short(shape)}"
+        )
+    for k in _GEOMETRY_INTS:
+        least = 0 if k == "padding" else 1  # sizes; a zero pool_size would divide by zero
+        if type(d[k]) is not int or d[k] < least:
+            raise OutOfRange(
+                f"{what}: geometry {k} must be an integer >= {least}, found {short(d[k])}"
+            )
+    if not isinstance(d["pool"], str):
+        raise OutOfRange(f"{what}: geometry pool must be a name, found {short(d['pool'])}")
+    if real_number(d["temperature"]) is None:
+        raise OutOfRange(
+            f"{what}: geometry temperature must be a finite number, found {short(d['temperature'])}"
+        )
+    try:
+        return ConvGeometry.from_dict({**d, "temperature": float(d["temperature"])})
+    except GeometryError as err:
+        raise OutOfRange(f"{what}: geometry {err.field}: {err}") from None
 
 
 def _update_schemes(caps: dict[str, Any], what: str) -> tuple[str, ...]:
@@ -538,6 +686,7 @@ def description_from_wire(d: Any) -> ChipDescription:
                     has_bias=_field(c, "has_bias", bool, what),
                     pre=_field(c, "pre", int, what),
                     post=_field(c, "post", int, what),
+                    geometry=geometry_from_wire(c.get("geometry"), f"{what}: crossbar"),
                 )
             )
         layers = tuple(_field(d, "layers", list, what))
@@ -547,7 +696,7 @@ def description_from_wire(d: Any) -> ChipDescription:
         if loss not in ("cross_entropy", "mse"):
             raise OutOfRange(f"{what}: unknown loss {loss!r}")
         dt_s = _field(d, "dt_s", (int, float, type(None)), what)
-        return ChipDescription(
+        desc = ChipDescription(
             name=_field(d, "name", str, what),
             driver=_field(d, "driver", str, what),
             layers=layers,
@@ -561,6 +710,8 @@ def description_from_wire(d: Any) -> ChipDescription:
             holomorphic=_field(d, "holomorphic", bool, what),
             extra=_field(d, "extra", dict, what),
         )
+        check_description(desc)
+        return desc
     except OutOfRange as err:
         raise ProtocolError(str(err)) from None
 
@@ -604,7 +755,9 @@ def _np(a: Any) -> np.ndarray | None:
 
 
 def settled_to_wire(s: Settled) -> dict[str, Any]:
-    return {
+    """``s`` as an object; ``free_post``/``post`` (``{name: array}``) only when the chip
+    returned them (conv crossbars), so a dense chip's reply is the same in every version."""
+    out = {
         "free_states": [np.asarray(a) for a in s.free_states],
         "free_logits": _np(s.free_logits),
         "free_residual": np.asarray(s.free_residual),
@@ -613,6 +766,20 @@ def settled_to_wire(s: Settled) -> dict[str, Any]:
         "logits": _np(s.logits),
         "residual": np.asarray(s.residual),
     }
+    for key in ("free_post", "post"):
+        signals = getattr(s, key)
+        if signals is not None:
+            out[key] = {str(n): np.asarray(v) for n, v in signals.items()}
+    return out
+
+
+def _signals_from_wire(v: Any, key: str, what: str) -> dict[str, np.ndarray] | None:
+    """``free_post``/``post``: absent or null (no conv crossbars), or ``{name: array}``."""
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(a, np.ndarray) for a in v.values()):
+        raise OutOfRange(f"{what}: {key} must be an object of arrays, found {short(v)}")
+    return dict(v)
 
 
 def settled_from_wire(d: Any) -> Settled:
@@ -634,6 +801,8 @@ def settled_from_wire(d: Any) -> Settled:
             states=tuple(arr(a) for a in _field(d, "states", list, what)),
             logits=arr(d.get("logits"), True),
             residual=arr(_field(d, "residual", np.ndarray, what)),
+            free_post=_signals_from_wire(d.get("free_post"), "free_post", what),
+            post=_signals_from_wire(d.get("post"), "post", what),
         )
     except OutOfRange as err:
         raise ProtocolError(str(err)) from None

@@ -10,6 +10,12 @@ client (before any I/O), the server (before the served driver) and the example d
 ``examples/toy_chip_driver`` all use these functions, so a call refused by one is refused
 by all, with the same error type and message.
 
+Two checks look at what a chip says rather than what it is asked: :func:`check_description`
+(a conv crossbar's shapes are its geometry's; the remote client checks every description it
+receives, the conformance kit the driver's) and :func:`check_post` (a settle's
+post-synaptic signals cover every conv crossbar, with their shapes; the remote client checks
+every ``run_schedule`` reply, the kit every settle).
+
 Arrays may be NumPy arrays, ``jax.Array`` s (checked where they are: a device array's
 finiteness costs one scalar copy, never the array) or anything ``np.asarray`` takes; they
 must hold real numbers. Units: activities, weights, beta and ``lr`` are dimensionless
@@ -25,18 +31,22 @@ from typing import Any
 
 import numpy as np
 
+from .._geometry import ConvGeometry
 from ..errors import OutOfRange, UnsupportedCapability
-from ._protocol import ChipDescription, CrossbarInfo, NudgeSchedule
+from ._protocol import ChipDescription, CrossbarInfo, NudgeSchedule, Settled
 
 __all__ = [
     "MAX_POINTS",
     "MAX_STEPS",
     "check_checkpoint",
+    "check_conv_crossbar",
     "check_delta",
+    "check_description",
     "check_finite",
     "check_inputs",
     "check_lr",
     "check_outer_product",
+    "check_post",
     "check_schedule",
     "check_state",
     "find_crossbar",
@@ -117,6 +127,113 @@ def find_crossbar(desc: ChipDescription, name: Any) -> CrossbarInfo:
         if c.name == name:
             return c
     raise OutOfRange(f"no crossbar {name!r}; this chip has {list(desc.crossbar_names)}")
+
+
+def check_conv_crossbar(desc: ChipDescription, c: CrossbarInfo) -> None:
+    """A conv crossbar's description agrees with its geometry: ``n_out = channels``,
+    ``n_in = C_in k k``, layer ``pre`` of ``in_size`` and layer ``post`` of ``out_size``
+    activities (a conv crossbar drives a layer, never the logits).
+
+    **Raises:** :class:`OutOfRange` naming the crossbar, the field, what it should be and
+    what it is.
+    """
+    g = c.geometry
+    if not isinstance(g, ConvGeometry):
+        raise OutOfRange(
+            f"crossbar {c.name!r}: geometry must be a ConvGeometry or None, found "
+            f"{type(g).__name__}"
+        )
+    n_layers = len(desc.layers)
+    if not (0 <= c.pre < n_layers and 0 < c.post < n_layers):
+        raise OutOfRange(
+            f"conv crossbar {c.name!r}: pre {c.pre} and post {c.post} must be layers "
+            f"(0 .. {n_layers - 1}; a conv crossbar drives a layer, not the logits)"
+        )
+    want = {
+        "n_out": (c.n_out, g.channels, "its geometry's channels"),
+        "n_in": (c.n_in, g.n_in, f"its geometry's C_in k k = {g.in_shape[0]}*{g.kernel}**2"),
+        f"layers[{c.pre}]": (
+            desc.layers[c.pre],
+            g.in_size,
+            f"the input {'x'.join(map(str, g.in_shape))} it reads",
+        ),
+        f"layers[{c.post}]": (
+            desc.layers[c.post],
+            g.out_size,
+            f"the output {'x'.join(map(str, g.out_shape))} it drives (pool {g.pool})",
+        ),
+    }
+    for field, (found, expected, why) in want.items():
+        if found != expected:
+            raise OutOfRange(
+                f"conv crossbar {c.name!r}: {field} is {found}, expected {expected} ({why})"
+            )
+
+
+def check_description(desc: ChipDescription) -> None:
+    """What the contract requires of a description beyond its types: every conv crossbar
+    agrees with its geometry (:func:`check_conv_crossbar`). Dense crossbars are not checked
+    here (the conformance kit's ``structure`` check compares them with the circuit).
+
+    **Raises:** :class:`OutOfRange`.
+    """
+    for c in desc.crossbars:
+        if c.geometry is not None:
+            check_conv_crossbar(desc, c)
+
+
+def _signal_shapes(
+    signals: Any, want: Mapping[str, tuple[int, ...]], key: str, chip: str
+) -> Mapping[str, Any]:
+    """``signals`` a mapping with exactly the names of ``want``, each of its shape."""
+    if not isinstance(signals, Mapping):
+        raise OutOfRange(
+            f"chip {chip!r}: Settled.{key} must map every conv crossbar "
+            f"{sorted(want)} to its post-synaptic signal, found {short(signals)}"
+        )
+    if set(signals) != set(want):
+        missing = sorted(set(want) - set(signals))
+        extra = sorted(map(str, set(signals) - set(want)))
+        raise OutOfRange(
+            f"chip {chip!r}: Settled.{key} must hold the conv crossbars {sorted(want)}: "
+            f"missing {missing}, extra {extra[:5]}"
+        )
+    for name, shape in want.items():
+        a = signals[name]
+        found = tuple(getattr(a, "shape", ()))
+        if not hasattr(a, "dtype") or found != shape:
+            raise OutOfRange(
+                f"chip {chip!r}: Settled.{key}[{name!r}] must be {shape} (C_out H_conv W_conv "
+                f"= {shape[-1]} per sample), found {short(a)}"
+            )
+    return signals
+
+
+def check_post(desc: ChipDescription, s: Settled) -> None:
+    """The post-synaptic signals of a :class:`Settled` for a batch of ``B`` and ``K`` points
+    (``B`` from ``free_residual``, ``K`` from ``betas``): a chip with conv crossbars returns
+    ``free_post`` ``{name: (B, conv_size)}`` and ``post`` ``{name: (K, B, conv_size)}`` for
+    every conv crossbar (no other names); a chip without returns ``None`` (or empty
+    mappings) for both.
+
+    **Raises:** :class:`OutOfRange` naming the field, the crossbar and the shapes.
+    """
+    geoms = {c.name: c.geometry for c in desc.crossbars if c.geometry is not None}
+    if not geoms:
+        for key in ("free_post", "post"):
+            v = getattr(s, key)
+            if v is not None and not (isinstance(v, Mapping) and not v):
+                raise OutOfRange(
+                    f"chip {desc.name!r} has no conv crossbars: Settled.{key} must be None, "
+                    f"found {short(v)}"
+                )
+        return
+    b = int(np.shape(s.free_residual)[0]) if np.ndim(s.free_residual) >= 1 else -1
+    k = int(np.shape(s.betas)[0]) if np.ndim(s.betas) >= 1 else -1
+    _signal_shapes(
+        s.free_post, {n: (b, g.conv_size) for n, g in geoms.items()}, "free_post", desc.name
+    )
+    _signal_shapes(s.post, {n: (k, b, g.conv_size) for n, g in geoms.items()}, "post", desc.name)
 
 
 def check_checkpoint(desc: ChipDescription) -> None:

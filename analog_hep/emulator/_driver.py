@@ -551,6 +551,12 @@ class EmulatorDriver:
     def close(self) -> None:
         self._closed = True
 
+    def __enter__(self) -> EmulatorDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def emulated_chip(self) -> Chip:
         """The emulator's chip pytree (emulator only; the controller never uses it)."""

@@ -84,11 +84,11 @@ def outer_factors(
             continue
         if c.is_readout:
             assert logits is not None, "a cross-entropy readout needs the logits"
-            post = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
+            sig = -betas[:, None, None] * (softmax_holomorphic(logits) - y)
         else:
-            post = states[c.post]
+            sig = states[c.post]
         pre = states[c.pre]
-        post = jnp.where(keep[None, :, None], post, 0.0)
+        sig = jnp.where(keep[None, :, None], sig, 0.0)
         pre = jnp.where(keep[None, :, None], pre, 0.0)
         bias = (
             jnp.ones((*pre.shape[:2], 1), pre.dtype)
@@ -100,10 +100,10 @@ def outer_factors(
             # The input is clamped: the same real pre at every point, so the points' terms
             # sum into one row per sample (B rows instead of 2 K B; the largest crossbar's
             # update costs K times less, and a pulsed chip fires one train per sample).
-            a = jnp.sum(scale[..., None] * post, axis=0).real
+            a = jnp.sum(scale[..., None] * sig, axis=0).real
             out[c.name] = (a.astype(jnp.float32), pre[0].real.astype(jnp.float32))
             continue
-        a = (scale[..., None] * post).reshape(-1, post.shape[-1])
+        a = (scale[..., None] * sig).reshape(-1, sig.shape[-1])
         b = pre.reshape(-1, pre.shape[-1])
         if cplx:
             u = jnp.concatenate([a.real, -a.imag])
