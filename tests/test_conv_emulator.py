@@ -229,3 +229,39 @@ def test_digits_cnn_loads_with_its_shapes():
     c = load_circuit("circuits/digits_cnn.yaml")
     assert c.spec.layer_shapes[0] == (1, 8, 8)
     assert [g is not None for g in c.spec.geometries] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("method", ["classic", "symmetric", "online"])
+def test_every_estimator_trains_a_conv_chip(method):
+    drv = EmulatorDriver(tiny(), seed=0)
+    x, y = random_batch(36, 4, 4, key=jax.random.PRNGKey(7))
+    before = drv.read_weights()
+    ctrl = Controller(drv, hep_config(method=method, points=4, beta=0.2, residual_tol=0.05))
+    rep = ctrl.train_step(x, y)
+    assert not rep.refused and rep.used == 4
+    after = drv.read_weights()
+    assert all(np.any(after[n][0] != before[n][0]) for n in ("W0", "W1"))
+
+
+def test_classic_conv_factors_equal_the_classic_estimate():
+    from analog_hep.hep import classic_estimate
+
+    drv = EmulatorDriver(tiny(), seed=0)
+    x, y = random_batch(36, 4, 5, key=jax.random.PRNGKey(4))
+    ctrl = Controller(drv, hep_config(method="classic", points=1, beta=0.1))
+    drv.load_inputs(x, y)
+    s = drv.run_schedule(ctrl.plan.schedule)
+    g = dense(ctrl.gradient(s, y, np.ones(5, bool), "classic"))
+    ref = classic_estimate(
+        s.free_states,
+        s.free_logits,
+        s.states,
+        s.logits,
+        y,
+        0.1,
+        ctrl.desc.crossbars,
+        s.free_post,
+        s.post,
+    )
+    for n in ctrl.names:
+        np.testing.assert_allclose(g[n][:, :-1], ref[n][0], atol=1e-4, rtol=1e-3)
