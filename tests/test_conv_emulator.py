@@ -228,7 +228,7 @@ def test_conv_read_noise_has_the_stated_variance():
 def test_digits_cnn_loads_with_its_shapes():
     c = load_circuit("circuits/digits_cnn.yaml")
     assert c.spec.layer_shapes[0] == (1, 8, 8)
-    assert [g is not None for g in c.spec.geometries] == [True, True, False, False]
+    assert [g is not None for g in c.spec.geometries] == [True, False, False]
 
 
 @pytest.mark.parametrize("method", ["classic", "symmetric", "online"])
