@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact
 
 from ._geometry import ConvGeometry
-from ._numerics import PRECISION
+from ._numerics import PRECISION, matmul
 
 __all__ = [
     "conv_read",
@@ -58,12 +58,37 @@ def conv_read(
     return _split(lambda a: _conv_real(a, w, g), x)
 
 
+def _transpose_gemm(d: Float[Array, "r conv_size"], w: Array, g: ConvGeometry) -> Array:
+    """:func:`conv_transpose` as one ``(R P, C_out) @ (C_out, C_in k k)`` product, then each
+    kernel offset's outputs added onto the input pixels it covers (``k^2`` strided adds)."""
+    r = d.shape[0]
+    c, h, wd = g.in_shape
+    k, p, s = g.kernel, g.padding, g.stride
+    ho, wo = g.conv_hw
+    rows = d.reshape(r, g.channels, ho * wo).transpose(0, 2, 1).reshape(-1, g.channels)
+    v = matmul(rows, w.astype(d.dtype)).reshape(r, ho, wo, c, k, k)
+    buf = jnp.zeros((r, c, h + 2 * p, wd + 2 * p), d.dtype)
+    for ky in range(k):
+        for kx in range(k):
+            ys = slice(ky, ky + s * (ho - 1) + 1, s)
+            xs = slice(kx, kx + s * (wo - 1) + 1, s)
+            buf = buf.at[:, :, ys, xs].add(v[..., ky, kx].transpose(0, 3, 1, 2))
+    return buf[:, :, p : p + h, p : p + wd].reshape(r, g.in_size)
+
+
 def conv_transpose(
     d: Inexact[Array, "r conv_size"], w: Float[Array, "c_out n_in"], g: ConvGeometry
 ) -> Inexact[Array, "r n_in_size"]:
     """The transposed read ``W^T d`` at every position, summed onto the input pixels each
     position's patch covers: ``(R, C_out H_conv W_conv)`` -> ``(R, C_in H W)`` (the linear
-    transpose of :func:`conv_read`)."""
+    transpose of :func:`conv_read`).
+
+    A crossbar with fewer output positions than kernel taps (cifar_vgg5's last, 2x2 from a
+    4x4 input) is transposed as a matrix product and ``k^2`` adds: XLA's CPU transposed
+    convolution takes a slow path there (1.6 s against 13 ms for 128 rows,
+    docs/performance.md, "Conv chips")."""
+    if g.positions <= g.kernel**2:
+        return _split(lambda a: _transpose_gemm(a, w, g), d)
 
     def t(a: Array) -> Array:
         zeros = jax.ShapeDtypeStruct((a.shape[0], g.in_size), a.dtype)

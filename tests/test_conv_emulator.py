@@ -265,3 +265,21 @@ def test_classic_conv_factors_equal_the_classic_estimate():
     )
     for n in ctrl.names:
         np.testing.assert_allclose(g[n][:, :-1], ref[n][0], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "geom",
+    [
+        ConvGeometry((2, 4, 4), 3, 3, 1, 0, "softmax", 2),  # 2x2 positions: matrix-product path
+        ConvGeometry((2, 5, 5), 3, 3, 2, 1, "none", 1),  # stride 2, 3x3 positions
+        ConvGeometry((2, 7, 7), 3, 3, 1, 1, "none", 1),  # 49 positions: XLA's transpose
+    ],
+)
+def test_conv_transpose_is_the_adjoint_of_the_read(geom):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(3, geom.in_size)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(geom.channels, geom.n_in)), jnp.float32)
+    d = jnp.asarray(rng.normal(size=(3, geom.conv_size)), jnp.float32)
+    lhs = jnp.sum(d * conv.conv_read(x, w, geom))
+    rhs = jnp.sum(conv.conv_transpose(d, w, geom) * x)
+    assert abs(float(lhs - rhs)) <= 1e-4 * (1 + abs(float(lhs)))

@@ -26,8 +26,25 @@ from ...emulator import EmulatorDriver
 from ...hep import Controller, HepConfig, circle_betas
 from ...spec import Circuit, load_circuit
 from ..sweeps._overrides import with_overrides
+from ._conv_bench import (
+    CONV_BENCH_HEADER,
+    ConvBenchCase,
+    conv_bench_case,
+    conv_row,
+    drive_flop,
+    reads_rate,
+    settle_step_flop,
+)
 
-__all__ = ["BENCH_HEADER", "BenchCase", "run_bench"]
+__all__ = [
+    "BENCH_HEADER",
+    "CASES",
+    "CONV_BENCH_HEADER",
+    "QUICK_CASES",
+    "BenchCase",
+    "ConvBenchCase",
+    "run_bench",
+]
 
 
 @dataclass
@@ -51,6 +68,7 @@ class BenchCase:
     matmul_peak_gflops: float
     fraction_of_peak: float
     peak_rss_MB: float
+    peak_kind: str = "matmul"  # what matmul_peak_gflops measured: "matmul" or "conv" reads
 
 
 def _part_rows(points: int, noisy: bool) -> int:
@@ -66,19 +84,15 @@ def _part_rows(points: int, noisy: bool) -> int:
 
 
 def settle_flop(circuit: Circuit, *, batch: int, points: int, noisy: bool) -> float:
-    """Matrix-product FLOP in the settle loop of one training step."""
+    """Matrix-product FLOP in the settle loop of one training step (a conv crossbar's reads
+    counted at every output position: :func:`crossbar_macs`)."""
     spec = circuit.spec
-    layers = spec.layers
     free, nudge = spec.dynamics.steps
-    hidden = [(layers[i + 1], layers[i]) for i in range(1, len(layers) - 1)]
-    per_row_hidden = sum(2 * 2 * o * i for o, i in hidden)  # forward and transposed reads
-    readout = (
-        2 * 2 * spec.readout.classes * layers[-1] if spec.readout.loss == "cross_entropy" else 0
-    )
-    drive = 2 * layers[1] * layers[0]
     rows_nudge = _part_rows(points, noisy) * batch
-    flop = free * batch * per_row_hidden + batch * drive
-    flop += nudge * rows_nudge * (per_row_hidden + readout) + rows_nudge * drive
+    flop = free * settle_step_flop(spec, rows=batch, nudged=False)
+    flop += drive_flop(spec, rows=batch)
+    flop += nudge * settle_step_flop(spec, rows=rows_nudge, nudged=True)
+    flop += drive_flop(spec, rows=rows_nudge)
     return float(flop)
 
 
@@ -168,7 +182,14 @@ def bench_case(
     free, nudge = spec.dynamics.steps
     width = spec.layers[-1]
     rows = 2 * batch if sequential else _part_rows(points, noisy) * batch
-    peak = matmul_rate(rows, width, nudge * (points if sequential else 1))
+    loop_steps = nudge * (points if sequential else 1)
+    conv_chip = any(g is not None for g in spec.geometries)
+    if conv_chip:
+        # The settle's own reads as XLA convolutions on the nudge rows (a conv chip has no
+        # one square width to stand for it).
+        peak = reads_rate(spec, rows=rows, nudged=True, steps=loop_steps, repeats=3)
+    else:
+        peak = matmul_rate(rows, width, loop_steps)
     rate = flop / step / 1e9
     return BenchCase(
         circuit=spec.name,
@@ -188,6 +209,7 @@ def bench_case(
         matmul_peak_gflops=peak,
         fraction_of_peak=rate / peak,
         peak_rss_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_kind="conv" if conv_chip else "matmul",
     )
 
 
@@ -197,6 +219,23 @@ def _with_width(circuit: Circuit, width: int) -> Circuit:
     return dataclasses.replace(circuit, spec=spec)
 
 
+CASES: tuple[str, ...] = ("table1", "toy", "digits", "scaling", "digits_cnn", "cifar_vgg5")
+"""Case groups ``run_bench`` knows, in the order they run (``--case``)."""
+
+QUICK_CASES: tuple[str, ...] = ("table1", "toy", "digits", "scaling", "digits_cnn")
+"""What ``--quick`` runs without ``--case``: everything but Table 2's chip (minutes per step
+on a 2-core CPU)."""
+
+# Conv cases: batch, hEP points and |beta| (the circuits' training settings), steps per
+# timed settle (None: the circuit's T1 and T2) and whether a full training step is timed too.
+CONV_CASES: dict[str, dict[str, Any]] = {
+    "digits_cnn": {"batch": 20, "points": 2, "beta": 0.5, "settle_steps": None, "step": True},
+    # Table 2's chip at its batch: a training step is 250 + 60 settle steps of 2-110 s each
+    # on the 2-core CPU (docs/performance.md), so one step of each settle is timed.
+    "cifar_vgg5": {"batch": 128, "points": 2, "beta": 1.0, "settle_steps": 1, "step": False},
+}
+
+
 def run_bench(
     *,
     quick: bool,
@@ -204,22 +243,95 @@ def run_bench(
     table1_only: bool = False,
     unroll: int | None = None,
     result: dict[str, Any] | None = None,
+    cases: tuple[str, ...] | None = None,
+    settle_steps: int | None = None,
 ) -> dict[str, Any]:
-    """All cases: the Table 1 circuit at batch 20 and 128, noise 0 and 0.04 (hEP points in
-    parallel) and noise 0.04 with the points in sequence; toy and digits;
-    and scaling over batch, width and N (noise 0.04, so every point is settled).
-    ``table1_only`` stops after the Table 1 cases; ``unroll`` is the emulator's option.
-    ``result`` (optional) is filled as cases finish, so a caller stopped half-way still has
-    what was measured; the same dict is returned."""
+    """The cases of ``cases`` (default: all of :data:`CASES`, or :data:`QUICK_CASES` with
+    ``quick``): ``table1``, the Table 1 circuit at batch 20 and 128, noise 0 and 0.04 (hEP
+    points in parallel) and noise 0.04 with the points in sequence; ``toy`` and ``digits``;
+    ``scaling`` over batch, width and N (noise 0.04, so every point is settled);
+    ``digits_cnn`` (a training step at batch 20 and its settles per step) and
+    ``cifar_vgg5`` (Table 2's chip at batch 128: ``settle_steps`` steps of each settle,
+    default 1; :mod:`._conv_bench`). ``table1_only`` is ``cases=("table1",)``;
+    ``unroll`` is the emulator's option. ``result`` (optional) is filled as cases finish, so
+    a caller stopped half-way still has what was measured; the same dict is returned. Each
+    table's header and rows go to ``log`` as they are measured."""
+    if cases is None:
+        cases = ("table1",) if table1_only else (QUICK_CASES if quick else CASES)
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        raise ValueError(f"unknown bench case(s) {unknown}; known: {', '.join(CASES)}")
     result = {} if result is None else result
-    result.update(cases=[], scaling=[], device=str(jax.devices()[0]))
+    result.update(cases=[], scaling=[], conv=[], device=str(jax.devices()[0]))
+
+    headers: set[str] = set()
+
+    def header(text: str) -> None:
+        # Each table's header once, before its first row (none for a table not run).
+        if text not in headers:
+            headers.add(text)
+            log(text)
 
     def done(case: BenchCase, table: str) -> None:
         result[table].append(dataclasses.asdict(case))
+        header(BENCH_HEADER)
         log(("scaling " if table == "scaling" else "") + _row(case))
 
     table1 = load_circuit("mnist_mlp")
     repeats = 3 if quick else 5
+    if "table1" in cases:
+        _table1(table1, quick=quick, repeats=repeats, unroll=unroll, done=done)
+    for name, points in (("toy", 8), ("digits", 6)):
+        if name not in cases:
+            continue
+        done(
+            bench_case(
+                load_circuit(name),
+                batch=20,
+                noise=0.0,
+                points=points,
+                beta=0.4,
+                repeats=repeats,
+                unroll=unroll,
+            ),
+            "cases",
+        )
+    if "scaling" in cases:
+        _scaling(table1, quick=quick, repeats=repeats, unroll=unroll, done=done)
+    for name, how in CONV_CASES.items():
+        if name not in cases:
+            continue
+        circuit = load_circuit(name)
+        if how["step"]:
+            done(
+                bench_case(
+                    circuit,
+                    batch=how["batch"],
+                    noise=0.0,
+                    points=how["points"],
+                    beta=how["beta"],
+                    repeats=repeats,
+                    unroll=unroll,
+                ),
+                "cases",
+            )
+        case = conv_bench_case(
+            circuit,
+            batch=how["batch"],
+            points=how["points"],
+            beta=how["beta"],
+            settle_steps=settle_steps or how["settle_steps"],
+            repeats=1 if how["settle_steps"] else (2 if quick else 3),
+        )
+        header(CONV_BENCH_HEADER)
+        result["conv"].append(dataclasses.asdict(case))
+        log(conv_row(case))
+    return result
+
+
+def _table1(table1: Circuit, *, quick: bool, repeats: int, unroll: int | None, done) -> None:
+    """The Table 1 circuit at batch 20 (and 128), noise 0 and 0.04, points in parallel,
+    then the noisy steps with the points in sequence."""
     grid = [(20, 0.0), (20, 0.04)] if quick else [(20, 0.0), (20, 0.04), (128, 0.0), (128, 0.04)]
     for batch, noise in grid:
         done(
@@ -250,21 +362,10 @@ def run_bench(
             ),
             "cases",
         )
-    if table1_only:
-        return result
-    for name, points in (("toy", 8), ("digits", 6)):
-        done(
-            bench_case(
-                load_circuit(name),
-                batch=20,
-                noise=0.0,
-                points=points,
-                beta=0.4,
-                repeats=repeats,
-                unroll=unroll,
-            ),
-            "cases",
-        )
+
+
+def _scaling(table1: Circuit, *, quick: bool, repeats: int, unroll: int | None, done) -> None:
+    """The noisy Table 1 step over batch, width, N and T2."""
     base = dict(batch=20, noise=0.04, points=10, beta=0.4, repeats=repeats, unroll=unroll)
     for b in (10, 20, 40) if quick else (10, 20, 40, 80):
         done(bench_case(table1, **{**base, "batch": b}), "scaling")
@@ -276,7 +377,6 @@ def run_bench(
         dyn = table1.spec.dynamics.model_copy(update={"nudge_steps": t2})
         c = dataclasses.replace(table1, spec=table1.spec.model_copy(update={"dynamics": dyn}))
         done(bench_case(c, **base), "scaling")
-    return result
 
 
 BENCH_HEADER = (
