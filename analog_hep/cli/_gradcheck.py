@@ -76,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
                 f"do not fit circuit {circuit.spec.name!r} ({n_in} inputs, "
                 f"{circuit.spec.readout.classes} classes)"
             )
+        shape = circuit.spec.input_shape
+        if shape is not None and ds.image_shape is not None and tuple(shape) != ds.image_shape:
+            # Same number of features, other layout: a conv chip would read garbage patches.
+            raise SpecError(
+                f"--dataset {args.dataset}: images of shape {list(ds.image_shape)} do not fit "
+                f"circuit {circuit.spec.name!r} (input_shape {list(shape)})"
+            )
         batch = next(ds.batches("train", args.batch, seed=args.seed, epoch=0))
         inputs = (batch[0], ds.one_hot(batch[1]))
     try:

@@ -16,6 +16,7 @@ from ._chip import fabricate as fabricate
 from ._deploy import program_weights as program_weights
 from ._drift import drift_chip as drift_chip
 from ._drift import reference_read as reference_read
+from ._driver import POST_KEY as POST_KEY
 from ._driver import EmulatorDriver as EmulatorDriver
 from ._ground_truth import GroundTruth as GroundTruth
 from ._ground_truth import ground_truth as ground_truth
@@ -30,4 +31,5 @@ from ._phases import nudge_points as nudge_points
 from ._phases import nudge_schedule as nudge_schedule
 from ._phases import settle_points as settle_points
 from ._settle import SettleOut as SettleOut
+from ._settle import post_signals as post_signals
 from ._settle import settle as settle

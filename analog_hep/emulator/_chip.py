@@ -24,6 +24,7 @@ from .._geometry import ConvGeometry
 from ..physics import (
     DeviceArray,
     draw_devices,
+    is_holomorphic,
     program_conductance,
     visible_conductance,
     write_noise_std_S,
@@ -95,6 +96,14 @@ class ChipConfig:
             activity_range=tuple(map(float, p.activity_range)),  # type: ignore[arg-type]
             crossbar_names=spec.crossbar_names,
             geometries=spec.geometries if spec.blocks is not None else (),
+        )
+
+    @property
+    def holomorphic(self) -> bool:
+        """Whether the dynamics are holomorphic: a holomorphic activation and no max
+        pooling (hEP with N > 2 is exact only then)."""
+        return is_holomorphic(self.activation) and all(
+            g is None or g.holomorphic for g in self.geometries
         )
 
     def geometry(self, name: str) -> ConvGeometry | None:

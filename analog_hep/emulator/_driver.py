@@ -37,7 +37,6 @@ from ..drivers.validate import (
 from ..errors import OutOfRange, SpecError, UnsupportedCapability
 from ..physics import (
     coincidence_step,
-    is_holomorphic,
     normalised_scale_S,
     write_verify,
 )
@@ -281,9 +280,7 @@ class EmulatorDriver:
             xbs.append(CrossbarInfo(name, n_out, n_in, has_bias, pre, post, geometry=geom))
         dyn = self.circuit.spec.dynamics
         # Max pooling is not holomorphic either: such a chip settles at real nudges only.
-        holomorphic = is_holomorphic(cfg.activation) and all(
-            g is None or g.holomorphic for g in cfg.geometries
-        )
+        holomorphic = cfg.holomorphic
         return ChipDescription(
             name=cfg.name,
             driver=self.name,

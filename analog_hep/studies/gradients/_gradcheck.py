@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,10 @@ import jax.random as jr
 import numpy as np
 
 from ...emulator import (
+    POST_KEY,
+    Chip,
+    Points,
+    SettleOut,
     dac,
     fabricate,
     free_phase,
@@ -24,13 +28,24 @@ from ...emulator import (
     measure,
     nudge_phases,
     nudge_schedule,
+    post_signals,
 )
-from ...hep import circle_betas, classic_estimate, hep_estimate
-from ...hep._circle import circle_check, circle_flags, circle_threshold
+from ...hep import Coupling, circle_betas, classic_estimate, hep_estimate
+from ...hep._circle import CircleCheck, circle_check, circle_flags, circle_threshold
 from ...spec import Circuit
 from ..sweeps._overrides import with_overrides
 
-__all__ = ["GradcheckResult", "cosine", "gradcheck", "random_batch"]
+__all__ = [
+    "GradcheckResult",
+    "Nudged",
+    "chip_couplings",
+    "conv_post",
+    "cosine",
+    "flat_grads",
+    "gradcheck",
+    "nudged_estimate",
+    "random_batch",
+]
 
 Method = Literal["hep", "classic", "symmetric"]
 
@@ -95,6 +110,57 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+def chip_couplings(chip: Chip) -> tuple[Coupling, ...]:
+    """The estimators' description of every crossbar of a fabricated chip: the emulator's
+    layout (``Wi`` couples layers ``i`` and ``i + 1``, ``readout`` the last layer onto the
+    logits), its bias column and its conv geometry (``None``: dense). A conv crossbar's
+    learning signal needs the geometry, so the estimators take these, not bare names."""
+    cfg = chip.config
+    last = len(cfg.layers) - 1
+    return tuple(
+        Coupling(
+            name,
+            last if name == "readout" else i,
+            -1 if name == "readout" else i + 1,
+            bool(chip.crossbars[name].has_bias),
+            cfg.geometry(name),
+        )
+        for i, name in enumerate(cfg.crossbar_names)
+    )
+
+
+def refuse_non_holomorphic(chip: Chip, method: str, points: int) -> None:
+    """**Raises** ``ValueError`` for hEP with ``N > 2`` (complex nudges) on a chip whose
+    dynamics are not holomorphic (its activation, or max pooling), as training's plan
+    refuses it (the bias of eq. 9 falls with N only for holomorphic dynamics)."""
+    cfg = chip.config
+    if method != "hep" or points <= 2:
+        return
+    if cfg.holomorphic:
+        return
+    pools = dict.fromkeys(g.pool for g in cfg.geometries if g and not g.holomorphic)
+    why = [f"{p} pooling" for p in pools] or [f"activation {cfg.activation!r}"]
+    if why:
+        raise ValueError(
+            f"chip {cfg.name!r} is not holomorphic ({', '.join(why)}): hEP with N = {points} "
+            "needs holomorphic dynamics; use the symmetric method (N = 2, real nudges)"
+        )
+
+
+def conv_post(
+    chip: Chip, states: tuple[jax.Array, ...], key: jax.Array | None
+) -> dict[str, jax.Array] | None:
+    """The conv crossbars' post-synaptic signals at settled ``states`` (``(B, n_l)`` or
+    ``(K, B, n_l)`` each), as the emulator driver returns them in ``Settled``:
+    ``{name: (..., C_out H_conv W_conv)}``; ``None`` for a chip without conv crossbars (the
+    estimators then take the MLP path unchanged). ``key``: the phase's key (the reads' noise
+    is drawn from ``fold_in(key, POST_KEY)`` as in the driver), ``None`` on a noiseless chip.
+    """
+    if not any(g is not None for g in chip.config.geometries):
+        return None
+    return post_signals(chip, states, key=None if key is None else jr.fold_in(key, POST_KEY))
+
+
 def random_batch(
     n_in: int, classes: int, batch: int, *, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -103,6 +169,88 @@ def random_batch(
     x = jr.uniform(kx, (batch, n_in), dtype=jnp.float32)
     y = jax.nn.one_hot(jr.randint(ky, (batch,), 0, classes), classes)
     return x, y
+
+
+class Nudged(NamedTuple):
+    """An estimate from settled nudges: ``grads`` ``{name: (dW, db)}``, the settled
+    ``points`` (before the ADC), their circle ``check`` and the points per period it used
+    (1 for classic EP: no circle)."""
+
+    grads: dict[str, tuple[jax.Array, jax.Array]]
+    points: Points
+    check: CircleCheck
+    per_period: int
+
+
+def nudged_estimate(
+    chip: Chip,
+    free: SettleOut,
+    y: jax.Array,
+    *,
+    method: Method,
+    points: int,
+    beta: float,
+    start: Literal["free", "previous"] = "free",
+    free_key: jax.Array | None = None,
+    nudge_key: jax.Array | None = None,
+) -> Nudged:
+    """Settle ``method``'s nudge schedule from the free state and form its estimate, exactly
+    as :func:`gradcheck` does (one free phase can serve many ``(method, points, beta)``).
+
+    ``free``: the free phase of ``chip`` on the DAC'd inputs; ``y`` ``(B, classes)`` one-hot;
+    ``free_key``/``nudge_key``: the phases' noise keys (``None`` on a noiseless chip).
+    **Raises** ``ValueError`` for hEP with fewer than 2 points.
+    """
+    cfg = chip.config
+    dtype = free.states[0].dtype
+    xbars = chip_couplings(chip)
+    if method == "classic":
+        betas: tuple[complex, ...] = (complex(beta),) * points
+        n = 1
+    else:
+        n = 2 if method == "symmetric" else points
+        if n < 2:
+            raise ValueError(f"method {method!r} needs at least 2 points, got {n}")
+        betas = circle_betas(beta, n)
+    pts = nudge_phases(
+        chip,
+        free,
+        y,
+        *nudge_schedule(betas, noisy=chip.noisy, start=start, dtype=dtype),
+        steps=cfg.nudge_steps,
+        key=nudge_key,
+    )
+    p_read = measure(chip, pts)  # type: ignore[arg-type]
+    post = conv_post(chip, pts.states, nudge_key)  # None without conv crossbars
+    if method == "classic":
+        f_read = measure(chip, free)
+        est = classic_estimate(
+            f_read.states,
+            f_read.logits,
+            p_read.states,
+            p_read.logits,
+            y,
+            beta,
+            xbars,
+            free_post=conv_post(chip, free.states, free_key),
+            post=post,
+        )
+    else:
+        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, xbars, post)
+    check = circle_check(p_read.states[1:], pts.betas, per_period=n)
+    return Nudged(est, pts, check, n)
+
+
+def flat_grads(chip: Chip, g: dict[str, tuple[jax.Array, jax.Array]]) -> dict[str, np.ndarray]:
+    """Per crossbar, its weights and (where it has one) bias gradient flattened together."""
+    out = {}
+    for n in chip.config.crossbar_names:
+        w, b = g[n]
+        parts = [np.asarray(w).ravel()]
+        if chip.crossbars[n].has_bias:
+            parts.append(np.asarray(b).ravel())
+        out[n] = np.concatenate(parts)
+    return out
 
 
 def gradcheck(
@@ -144,6 +292,7 @@ def gradcheck(
         batch = x.shape[0]
     if jax.config.jax_enable_x64:
         x, y = x.astype(jnp.float64), y.astype(jnp.float64)
+    refuse_non_holomorphic(chip, method, points)
     x = dac(chip, x)
     k_free = k_free if chip.noisy else None
     k_nudge = k_nudge if chip.noisy else None
@@ -153,50 +302,19 @@ def gradcheck(
     )
     free = free_phase(chip, x, steps=cfg.free_steps, key=k_free)
     names = cfg.crossbar_names
-    if method == "classic":
-        betas: tuple[complex, ...] = (complex(beta),) * points
-        pts = nudge_phases(
-            chip,
-            free,
-            y,
-            *nudge_schedule(betas, noisy=chip.noisy, start=start, dtype=x.dtype),
-            steps=cfg.nudge_steps,
-            key=k_nudge,
-        )
-        f_read, p_read = measure(chip, free), measure(chip, pts)  # type: ignore[arg-type]
-        est = classic_estimate(
-            f_read.states, f_read.logits, p_read.states, p_read.logits, y, beta, names
-        )
-    else:
-        n = 2 if method == "symmetric" else points
-        if n < 2:
-            raise ValueError(f"method {method!r} needs at least 2 points, got {n}")
-        betas = circle_betas(beta, n)
-        pts = nudge_phases(
-            chip,
-            free,
-            y,
-            *nudge_schedule(betas, noisy=chip.noisy, start=start, dtype=x.dtype),
-            steps=cfg.nudge_steps,
-            key=k_nudge,
-        )
-        p_read = measure(chip, pts)  # type: ignore[arg-type]
-        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, names)
-        check = circle_check(p_read.states[1:], pts.betas, per_period=n)
-
-    if method == "classic":
-        n = 1
-        check = circle_check(p_read.states[1:], pts.betas, per_period=n)
+    est, pts, check, per_period = nudged_estimate(
+        chip,
+        free,
+        y,
+        method=method,
+        points=points,
+        beta=beta,
+        start=start,
+        free_key=k_free,
+        nudge_key=k_nudge,
+    )
     ratio = np.asarray(check.ratio, np.float64)
-    has_bias = {n: chip.crossbars[n].has_bias for n in names}
-
-    def flat(g: dict[str, tuple[jax.Array, jax.Array]], n: str) -> np.ndarray:
-        w, b = g[n]
-        parts = [np.asarray(w).ravel()] + ([np.asarray(b).ravel()] if has_bias[n] else [])
-        return np.concatenate(parts)
-
-    e = {n: flat(est, n) for n in names}
-    t = {n: flat(truth.grads, n) for n in names}
+    e, t = flat_grads(chip, est), flat_grads(chip, truth.grads)
     e_all = np.concatenate([e[n] for n in names])
     t_all = np.concatenate([t[n] for n in names])
     return GradcheckResult(
@@ -220,9 +338,9 @@ def gradcheck(
         seconds=time.perf_counter() - t0,
         circle_ratio=[float(r) for r in ratio],
         circle_batch_ratio=float(check.batch_ratio),
-        circle_alarm=bool(circle_flags(check.batch_ratio, n)),
-        circle_flagged=int(np.sum(np.asarray(circle_flags(ratio, n)))),
-        circle_threshold=circle_threshold(n),
+        circle_alarm=bool(circle_flags(check.batch_ratio, per_period)),
+        circle_flagged=int(np.sum(np.asarray(circle_flags(ratio, per_period)))),
+        circle_threshold=circle_threshold(per_period),
         estimate=e,
         truth=t,
     )

@@ -33,7 +33,14 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ...emulator import Chip, dac, free_phase, ground_truth, measure, nudge_plan, nudge_points
 from ...hep import circle_betas, classic_estimate, hep_estimate
-from ..gradients._gradcheck import _rel, cosine, random_batch
+from ..gradients._gradcheck import (
+    _rel,
+    chip_couplings,
+    conv_post,
+    cosine,
+    random_batch,
+    refuse_non_holomorphic,
+)
 
 __all__ = ["GroupStatic", "gradcheck_batch", "stack_chips", "trace_count", "with_noise_flags"]
 
@@ -138,24 +145,33 @@ def _core(
     truth = ground_truth(
         chip, x, y, steps=cfg.free_steps, max_adjoint_iterations=max(20 * cfg.free_steps, 2000)
     )
-    free = free_phase(chip, x, steps=cfg.free_steps, key=k_free if noisy else None)
+    k_free = k_free if noisy else None
+    k_nudge = k_nudge if noisy else None
+    free = free_phase(chip, x, steps=cfg.free_steps, key=k_free)
     unit = _unit_betas(static.method, static.points)
     plan = nudge_plan(unit, start=static.start, share_conjugates=False)
     dtype = jnp.complex64 if plan.complex_ else jnp.float32
     values = unit if plan.complex_ else [b.real for b in unit]
     betas = beta.astype(dtype) * jnp.asarray(values, dtype)
-    pts = nudge_points(
-        chip, free, y, betas, plan, steps=cfg.nudge_steps, key=k_nudge if noisy else None
-    )
-    names = cfg.crossbar_names
+    pts = nudge_points(chip, free, y, betas, plan, steps=cfg.nudge_steps, key=k_nudge)
+    xbars = chip_couplings(chip)  # with each conv crossbar's geometry
     p_read = measure(chip, pts)  # type: ignore[arg-type]
+    post = conv_post(chip, pts.states, k_nudge)  # None without conv crossbars
     if static.method == "classic":
         f_read = measure(chip, free)
         est = classic_estimate(
-            f_read.states, f_read.logits, p_read.states, p_read.logits, y, beta, names
+            f_read.states,
+            f_read.logits,
+            p_read.states,
+            p_read.logits,
+            y,
+            beta,
+            xbars,
+            free_post=conv_post(chip, free.states, k_free),
+            post=post,
         )
     else:
-        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, names)
+        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, xbars, post)
     return {
         "estimate": _flat(chip, est),
         "truth": _flat(chip, truth.grads),
@@ -224,6 +240,7 @@ def gradcheck_batch(
     seeds_arr = np.asarray(seeds, np.uint32)
     if not np.array_equal(seeds_arr, np.asarray(seeds)):
         raise ValueError(f"seeds must be integers in [0, 2^32), got {list(seeds)}")
+    refuse_non_holomorphic(chips[0], static.method, static.points)
     size = p // parts
 
     def run(k: int) -> dict[str, Any]:
