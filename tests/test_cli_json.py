@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +53,8 @@ def test_gradcheck_json_is_strict_where_a_figure_does_not_apply(
 def test_check_json_of_a_conv_chip_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
     """The conv fields extend the same objects: one entry per crossbar, null where a field
     does not apply (a dense crossbar's geometry, an MLP's input_shape)."""
-    assert main(["check", "digits_cnn", "--json"]) == 0
+    cnn = str(Path(__file__).parent / "data" / "cnn_two_blocks.yaml")
+    assert main(["check", cnn, "--json"]) == 0
     out = _strict_loads(capsys.readouterr().out)
     assert isinstance(out, dict) and out["input_shape"] == [1, 8, 8]
     kinds = [(c["name"], c["kind"], c["geometry"] is None) for c in out["crossbars"]]

@@ -1,7 +1,7 @@
 """Conv chips through the driver machinery: the conformance kit, the TCP wire (geometry and
 post-synaptic signals, bitwise), training over a server, and a killed run resumed.
 
-The circuit is circuits/digits_cnn.yaml (two conv crossbars with softmax pooling, a dense
+The circuit is tests/data/cnn_two_blocks.yaml (two conv crossbars with softmax pooling, a dense
 layer and the readout).
 """
 
@@ -35,7 +35,7 @@ from analog_hep.hep import Controller, circle_betas
 from analog_hep.spec import load_circuit
 from analog_hep.studies import TrainOptions
 
-CNN = "circuits/digits_cnn.yaml"
+CNN = "tests/data/cnn_two_blocks.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from analog_hep.cli import main
-from analog_hep.spec import estimate_memory, find_circuit, load_circuit
+from analog_hep.spec import estimate_memory, load_circuit
 from analog_hep.spec._memory import (
     CHIP_BYTES_PER_CELL,
     STEP_BYTES_PER_ACTIVITY,
     STEP_BYTES_PER_CELL,
 )
 
-CNN = find_circuit("digits_cnn").read_text(encoding="utf-8")
+CNN_PATH = Path(__file__).parent / "data" / "cnn_two_blocks.yaml"
+CNN = CNN_PATH.read_text(encoding="utf-8")
 B0 = "{kind: conv, channels: 16, kernel: 3, padding: 1, pool: softmax}"
 B1 = "{kind: conv, channels: 32, kernel: 3, padding: 1, pool: softmax}"
 DENSE = "{kind: dense, units: 64}"
@@ -293,7 +294,7 @@ def test_max_pooling_is_flagged_and_limits_hep_to_two_points(tmp_path, capsys):
 def test_the_check_counts_agree_with_the_fabricated_chip():
     from analog_hep.emulator import EmulatorDriver
 
-    circuit = load_circuit("digits_cnn")
+    circuit = load_circuit(str(CNN_PATH))
     desc = EmulatorDriver(circuit, seed=0).describe()
     cells = sum(x.n_out * (x.n_in + x.has_bias) for x in desc.crossbars)
     assert cells == estimate_memory(circuit.spec, batch=1, points=1).cells == 13706

@@ -193,13 +193,13 @@ def test_a_conv_chip_that_cannot_fit_is_refused_before_fabricating(
 ) -> None:
     """2**24 channels in the first conv block: its reads (2**24 x 64 positions per sample and
     state) and the next block's array (32 x 2**24 x 9) need TiB, refused at the blocks line."""
-    cnn = (ROOT / "circuits" / "digits_cnn.yaml").read_text(encoding="utf-8")
+    cnn = (ROOT / "tests" / "data" / "cnn_two_blocks.yaml").read_text(encoding="utf-8")
     text = cnn.replace("channels: 16,", f"channels: {2**24},").replace("epochs: 20", "epochs: 1")
     path = _write(tmp_path, "huge_cnn.yaml", text)
     t0 = time.perf_counter()
     assert main([command, str(path), "--beta", "0.1"]) == 2
     assert time.perf_counter() - t0 < 20  # refused before any chip or XLA buffer
-    line = _one_error_line(capsys.readouterr().err, names="huge_cnn.yaml:10: blocks:")
+    line = _one_error_line(capsys.readouterr().err, names="huge_cnn.yaml:8: blocks:")
     assert "cannot fit" in line and "use smaller blocks" in line
 
 

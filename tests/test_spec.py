@@ -392,12 +392,12 @@ def test_load_any_decides_by_keys():
     assert isinstance(load_any(find_circuit("toy")), Circuit)
     assert isinstance(load_any(find_device_card("ideal")), DeviceCard)
     # A conv chip has input_shape and blocks instead of layers.
-    cnn = load_any(find_circuit("digits_cnn"))
+    cnn = load_any(Path(__file__).parent / "data" / "cnn_two_blocks.yaml")
     assert isinstance(cnn, Circuit) and cnn.spec.layers == (64, 256, 128, 64)
 
 
 def test_a_conv_file_with_only_blocks_is_read_as_a_circuit(tmp_path, capsys):
-    cnn = find_circuit("digits_cnn").read_text(encoding="utf-8")
+    cnn = (Path(__file__).parent / "data" / "cnn_two_blocks.yaml").read_text(encoding="utf-8")
     path = _write(tmp_path, "cnn.yaml", _replace(cnn, "input_shape: [1, 8, 8]\n", ""))
     msg = _check_fails(capsys, str(path))
     assert f"{path}:{_line(cnn, 'blocks:') - 1}: blocks: blocks need a top-level input_shape" in msg

@@ -584,7 +584,7 @@ def test_every_malformed_request_gets_a_typed_error_and_changes_nothing(served):
 def _conv_description() -> ChipDescription:
     """The conv circuit's description as the emulator gives it, built from its spec (no
     chip: the decoders are what is tested)."""
-    spec = load_circuit("circuits/digits_cnn.yaml").spec
+    spec = load_circuit("tests/data/cnn_two_blocks.yaml").spec
     geoms = spec.geometries
     xbs = []
     for i, name in enumerate(spec.crossbar_names):

@@ -52,7 +52,7 @@ CONV_BLOCKS = """blocks:
   - kind: dense
     units: 16
 """
-_CNN = (ROOT / "circuits" / "digits_cnn.yaml").read_text(encoding="utf-8")
+_CNN = (ROOT / "tests" / "data" / "cnn_two_blocks.yaml").read_text(encoding="utf-8")
 FIELD_BASES = {
     **BASES,
     "conv": _CNN[: _CNN.index("blocks:\n")] + CONV_BLOCKS + _CNN[_CNN.index("readout:\n") :],
