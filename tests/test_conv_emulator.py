@@ -160,7 +160,9 @@ def test_conv_outer_factors_equal_the_hep_estimate():
         np.testing.assert_allclose(g[n][:, -1], ref[n][1], atol=1e-5)
 
 
-@pytest.mark.parametrize("update", ["outer_product", "program"])
+@pytest.mark.parametrize(
+    "update", ["outer_product", pytest.param("program", marks=pytest.mark.slow)]
+)
 def test_conv_update_is_an_sgd_step_on_the_true_gradient(update):
     """Ideal noiseless conv chip: W_after - W_before = -lr dL/dW (hEP N = 8)."""
     drv = EmulatorDriver(tiny(), seed=0)

@@ -74,6 +74,7 @@ def test_hep_n8_small_beta_is_exact(small):
     assert not res.circle_alarm
 
 
+@pytest.mark.slow  # 30 s; docs/gradients.md has the table
 def test_error_falls_with_n_at_moderate_beta(small):
     """|beta| = 0.5 in float64 (float32 puts a floor near 1e-6 under N = 8): measured
     4.8e-3, 5.8e-6, 7.1e-11 for N = 2, 4, 8."""
@@ -129,6 +130,7 @@ def test_ground_truth_matches_finite_differences(small):
             assert abs(fd - exact) < 1e-7 * max(1.0, abs(fd)) + 1e-9, (name, idx, fd, exact)
 
 
+@pytest.mark.slow  # 38 s: four vmapped programs
 def test_vectorised_core_matches_gradcheck(small):
     """The sweeps' vmapped core gives gradcheck's numbers on a conv chip (hEP and classic)."""
     chip, _ = fabricate(small.spec, dict(small.devices), small.spec.seed)

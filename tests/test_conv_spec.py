@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _text_helpers import line_with, replace_once
 
 from analog_hep.cli import main
 from analog_hep.spec import estimate_memory, load_circuit
@@ -25,17 +26,8 @@ B1 = "{kind: conv, channels: 32, kernel: 3, padding: 1, pool: softmax}"
 DENSE = "{kind: dense, units: 64}"
 
 
-def _replace(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"{old!r} must occur once in the fixture"
-    return text.replace(old, new)
-
-
-def _line(text: str, needle: str) -> int:
-    """1-based line of the first line of ``text`` containing ``needle``."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number
-    raise AssertionError(f"{needle!r} not in text")
+_replace = replace_once
+_line = line_with
 
 
 def _fails(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[Path, str]:

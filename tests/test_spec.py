@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _text_helpers import line_with, replace_once
 
 from analog_hep.cli import main
 from analog_hep.errors import SpecError
@@ -31,17 +32,8 @@ TOY = find_circuit("toy").read_text(encoding="utf-8")
 IDEAL = find_device_card("ideal").read_text(encoding="utf-8")
 
 
-def _replace(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"{old!r} must occur once in the fixture"
-    return text.replace(old, new)
-
-
-def _line(text: str, needle: str) -> int:
-    """1-based line of the first line of ``text`` containing ``needle``."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line:
-            return number
-    raise AssertionError(f"{needle!r} not in text")
+_replace = replace_once
+_line = line_with
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

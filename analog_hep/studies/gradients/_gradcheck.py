@@ -182,6 +182,40 @@ class Nudged(NamedTuple):
     per_period: int
 
 
+def points_estimate(
+    chip: Chip,
+    free: SettleOut,
+    pts: Points,
+    y: jax.Array,
+    *,
+    method: Method,
+    beta: jax.Array | float,
+    free_key: jax.Array | None,
+    nudge_key: jax.Array | None,
+) -> tuple[dict[str, tuple[jax.Array, jax.Array]], Points]:
+    """The estimate of ``method`` from settled points, as the ADC reads them (traceable:
+    the vectorised sweep core vmaps it). **Returns** ``(estimate, points as read)``."""
+    xbars = chip_couplings(chip)  # with each conv crossbar's geometry
+    p_read = measure(chip, pts)  # type: ignore[arg-type]
+    post = conv_post(chip, pts.states, nudge_key)  # None without conv crossbars
+    if method == "classic":
+        f_read = measure(chip, free)
+        est = classic_estimate(
+            f_read.states,
+            f_read.logits,
+            p_read.states,
+            p_read.logits,
+            y,
+            beta,  # type: ignore[arg-type]
+            xbars,
+            free_post=conv_post(chip, free.states, free_key),
+            post=post,
+        )
+    else:
+        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, xbars, post)
+    return est, p_read  # type: ignore[return-value]
+
+
 def nudged_estimate(
     chip: Chip,
     free: SettleOut,
@@ -203,7 +237,6 @@ def nudged_estimate(
     """
     cfg = chip.config
     dtype = free.states[0].dtype
-    xbars = chip_couplings(chip)
     if method == "classic":
         betas: tuple[complex, ...] = (complex(beta),) * points
         n = 1
@@ -220,23 +253,9 @@ def nudged_estimate(
         steps=cfg.nudge_steps,
         key=nudge_key,
     )
-    p_read = measure(chip, pts)  # type: ignore[arg-type]
-    post = conv_post(chip, pts.states, nudge_key)  # None without conv crossbars
-    if method == "classic":
-        f_read = measure(chip, free)
-        est = classic_estimate(
-            f_read.states,
-            f_read.logits,
-            p_read.states,
-            p_read.logits,
-            y,
-            beta,
-            xbars,
-            free_post=conv_post(chip, free.states, free_key),
-            post=post,
-        )
-    else:
-        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, xbars, post)
+    est, p_read = points_estimate(
+        chip, free, pts, y, method=method, beta=beta, free_key=free_key, nudge_key=nudge_key
+    )
     check = circle_check(p_read.states[1:], pts.betas, per_period=n)
     return Nudged(est, pts, check, n)
 

@@ -31,13 +31,12 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ...emulator import Chip, dac, free_phase, ground_truth, measure, nudge_plan, nudge_points
-from ...hep import circle_betas, classic_estimate, hep_estimate
+from ...emulator import Chip, dac, free_phase, ground_truth, nudge_plan, nudge_points
+from ...hep import circle_betas
 from ..gradients._gradcheck import (
     _rel,
-    chip_couplings,
-    conv_post,
     cosine,
+    points_estimate,
     random_batch,
     refuse_non_holomorphic,
 )
@@ -154,24 +153,9 @@ def _core(
     values = unit if plan.complex_ else [b.real for b in unit]
     betas = beta.astype(dtype) * jnp.asarray(values, dtype)
     pts = nudge_points(chip, free, y, betas, plan, steps=cfg.nudge_steps, key=k_nudge)
-    xbars = chip_couplings(chip)  # with each conv crossbar's geometry
-    p_read = measure(chip, pts)  # type: ignore[arg-type]
-    post = conv_post(chip, pts.states, k_nudge)  # None without conv crossbars
-    if static.method == "classic":
-        f_read = measure(chip, free)
-        est = classic_estimate(
-            f_read.states,
-            f_read.logits,
-            p_read.states,
-            p_read.logits,
-            y,
-            beta,
-            xbars,
-            free_post=conv_post(chip, free.states, k_free),
-            post=post,
-        )
-    else:
-        est = hep_estimate(p_read.states, p_read.logits, y, pts.betas, xbars, post)
+    est, _ = points_estimate(
+        chip, free, pts, y, method=static.method, beta=beta, free_key=k_free, nudge_key=k_nudge
+    )
     return {
         "estimate": _flat(chip, est),
         "truth": _flat(chip, truth.grads),
