@@ -68,3 +68,14 @@ def _kill_after_first_epoch(args: list[str], epochs: int) -> None:
 def kill_after_first_epoch():
     """A real training subprocess killed mid-run (see :func:`_kill_after_first_epoch`)."""
     return _kill_after_first_epoch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: the whole suite in one process
+    otherwise keeps every module's executables (hundreds of chips and settle shapes) and
+    grew until the process crashed near the end of a CI run."""
+    yield
+    import jax
+
+    jax.clear_caches()
