@@ -70,7 +70,7 @@ def kill_after_first_epoch():
     return _kill_after_first_epoch
 
 
-MAPS_BEFORE_CLEARING = 30_000
+MAPS_BEFORE_CLEARING = 50_000
 """Memory mappings of this process above which the compiled programs are dropped."""
 
 

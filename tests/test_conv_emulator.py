@@ -245,6 +245,7 @@ def test_every_estimator_trains_a_conv_chip(method):
     assert all(np.any(after[n][0] != before[n][0]) for n in ("W0", "W1"))
 
 
+@pytest.mark.slow  # 6 s
 def test_classic_conv_factors_equal_the_classic_estimate():
     from analog_hep.hep import classic_estimate
 

@@ -98,6 +98,7 @@ def test_error_falls_with_n_at_moderate_beta(small):
     assert errors[2] < 1e-8, errors
 
 
+@pytest.mark.slow  # 12 s
 def test_ground_truth_matches_finite_differences(small):
     """Central differences of the settled loss in float64, through both conv blocks (weights
     and a bias), the dense block and the readout."""
@@ -169,6 +170,7 @@ def test_max_pooling_refuses_hep_and_runs_symmetric(tmp_path, capsys):
     assert res.cosine_total > 0.99  # holotanh, max pooling, small real nudges
 
 
+@pytest.mark.slow  # 11 s; the max-pooling test runs the CLI on a conv chip
 def test_cli_on_digits_cnn(capsys):
     circuit = str(REPO / "circuits" / "digits_cnn.yaml")
     args = ["--beta", "0.1", "--points", "4", "--batch", "2", "--dataset", "digits", "--json"]
